@@ -1,0 +1,1 @@
+"""psyqa assistant: reads the index and answers with citations."""

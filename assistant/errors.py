@@ -1,0 +1,29 @@
+"""Errors whose messages say how to fix the problem. Caught only at the edges (CLI, app)."""
+
+
+class PsyqaError(Exception):
+    """Base class: the message is shown to the user as is."""
+
+
+class IndexEmptyError(PsyqaError):
+    """No index yet."""
+
+
+class IndexMismatchError(PsyqaError):
+    """The index was built with another model or chunking."""
+
+
+class StoreUnavailableError(PsyqaError):
+    """The Chroma server cannot be reached."""
+
+
+class IngestBusyError(PsyqaError):
+    """Another ingest holds the lock."""
+
+
+class DocumentError(PsyqaError):
+    """One corpus file cannot be indexed; the message names file, problem and fix."""
+
+    def __init__(self, path: str, problem: str, fix: str) -> None:
+        self.path, self.problem, self.fix = path, problem, fix
+        super().__init__(f"{path}: {problem}; {fix}")

@@ -1,0 +1,142 @@
+"""The BM25 side of the index, derived from the Chroma collection and keyed by its generation.
+
+Ingest builds it after a sync; a reader that finds no BM25 files for the collection's current
+generation (a crash between the two, another machine's ingest in server mode) rebuilds it from
+the collection. So it can never serve chunks the collection does not hold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from assistant.models import embed_text
+
+_STEMMER_LOCK = threading.Lock()
+
+
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+class LexicalIndex:
+    """bm25s over the same chunk ids as the collection (title and section included)."""
+
+    def __init__(self, retriever, ids: list[str], generation: int) -> None:
+        self.retriever = retriever
+        self.ids = ids
+        self.generation = generation
+        self._stem = _stemmer()
+        self._lock = threading.Lock()  # bm25s and PyStemmer objects are not thread-safe
+
+    @staticmethod
+    def build(ids: list[str], texts: list[str], generation: int) -> LexicalIndex:
+        import bm25s
+
+        retriever = bm25s.BM25(k1=1.2, b=0.75)
+        if texts:
+            tokens = bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), show_progress=False)
+            retriever.index(tokens, show_progress=False)
+        return LexicalIndex(retriever, list(ids), generation)
+
+    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+        """(chunk id, score) for the best `k` chunks with a non-zero score."""
+        import bm25s
+
+        if not self.ids:
+            return []
+        with self._lock:
+            tokens = bm25s.tokenize([query], stopwords="en", stemmer=self._stem,
+                                    show_progress=False, return_ids=True)
+            if not tokens.ids or not tokens.ids[0]:
+                return []
+            k = min(k, len(self.ids))
+            docs, scores = self.retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)
+        out = []
+        for i, s in zip(docs[0], scores[0]):
+            if s > 0:
+                out.append((self.ids[int(i)], float(s)))
+        return out
+
+    def save(self, directory: Path) -> None:
+        """Write atomically: a temp dir renamed into place, so a reader never sees half a file."""
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".bm25-", dir=directory.parent))
+        try:
+            if self.ids:
+                self.retriever.save(str(tmp))
+            (tmp / "ids.json").write_text(json.dumps({"generation": self.generation, "ids": self.ids}))
+            if directory.exists():
+                shutil.rmtree(directory)
+            os.replace(tmp, directory)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    @staticmethod
+    def load(directory: Path) -> LexicalIndex | None:
+        import bm25s
+
+        meta = directory / "ids.json"
+        if not meta.exists():
+            return None
+        try:
+            data = json.loads(meta.read_text())
+            ids = data["ids"]
+            retriever = bm25s.BM25.load(str(directory)) if ids else bm25s.BM25()
+        except (OSError, ValueError, KeyError):
+            return None
+        return LexicalIndex(retriever, ids, int(data["generation"]))
+
+
+def lexical_dir(data_dir: Path, collection: str, generation: int, host: str | None = None) -> Path:
+    scope = f"{host.replace(':', '_')}-" if host else ""
+    return data_dir / "bm25" / f"{scope}{collection}-g{generation}"
+
+
+def read_all(collection, batch: int = 5000):
+    """All (ids, documents, metadatas) of a collection, read in pages."""
+    ids: list[str] = []
+    docs: list[str] = []
+    metas: list[dict] = []
+    offset = 0
+    while True:
+        got = collection.get(include=["documents", "metadatas"], limit=batch, offset=offset)
+        if not got["ids"]:
+            break
+        ids += got["ids"]
+        docs += got["documents"]
+        metas += got["metadatas"]
+        offset += len(got["ids"])
+        if len(got["ids"]) < batch:
+            break
+    return ids, docs, metas
+
+
+def build_from_collection(collection, generation: int) -> LexicalIndex:
+    ids, docs, metas = read_all(collection)
+    texts = [embed_text(str(m.get("title", "")), str(m.get("section", "")), d)
+             for d, m in zip(docs, metas)]
+    return LexicalIndex.build(ids, texts, generation)
+
+
+def prune(data_dir: Path, keep: Path) -> None:
+    """Remove BM25 directories of older generations of the same collection."""
+    parent = keep.parent
+    if not parent.exists():
+        return
+    stem = keep.name.rsplit("-g", 1)[0]
+    for d in parent.iterdir():
+        if d != keep and d.is_dir() and d.name.rsplit("-g", 1)[0] == stem:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+__all__ = ["LexicalIndex", "lexical_dir", "build_from_collection", "read_all", "prune", "np"]

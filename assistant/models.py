@@ -1,0 +1,98 @@
+"""The shared vocabulary: document metadata, chunks, citations and answers (pydantic)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+SourceType = Literal[
+    "trial", "meta-analysis", "review", "guideline", "regulatory", "label", "news", "opinion",
+    "summary",
+]
+Status = Literal["answered", "no_evidence", "declined", "crisis"]
+
+
+class DocMeta(BaseModel):
+    """Front matter of one corpus document, validated (see ingest/schema.py)."""
+
+    model_config = {"extra": "forbid"}
+
+    title: str
+    id: str | None = None
+    authors: list[str] = Field(default_factory=list)
+    publisher: str | None = None
+    published: dt.date | None = None
+    url: str | None = None
+    doi: str | None = None
+    source_type: SourceType | None = None
+    substances: list[str] = Field(default_factory=list)
+    conditions: list[str] = Field(default_factory=list)
+    jurisdictions: list[str] = Field(default_factory=list)
+    as_of: dt.date | None = None
+    reviewed: dt.date | None = None
+    license: str | None = None
+    sources: list[str] = Field(default_factory=list)
+    facts: list[str] = Field(default_factory=list)
+
+
+class Chunk(BaseModel):
+    """One embedded passage with its provenance. `text == doc_text[start:end]`."""
+
+    chunk_id: str
+    doc_id: str
+    source: str
+    title: str
+    section: str = ""
+    page: int | None = None
+    start: int
+    end: int
+    text: str
+    ordinal: int = 0
+    metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    def embed_text(self) -> str:
+        """What the model sees: title and section give the passage its context."""
+        return embed_text(self.title, self.section, self.text)
+
+
+def embed_text(title: str, section: str, text: str) -> str:
+    head = f"{title} — {section}" if section else title
+    return f"{head}\n{text}"
+
+
+class Citation(BaseModel):
+    """A numbered source of an answer: the passage and where the supporting sentence is in it."""
+
+    n: int
+    chunk_id: str
+    doc_id: str
+    title: str
+    source: str
+    section: str = ""
+    page: int | None = None
+    url: str | None = None
+    passage: str
+    highlight: list[tuple[int, int]] = Field(
+        default_factory=list, description="Offsets of the supporting sentences in `passage`"
+    )
+    source_type: str | None = None
+    as_of: str | None = None
+
+
+class Turn(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str
+
+
+class Answer(BaseModel):
+    """What the assistant returns on every path."""
+
+    answer: str
+    citations: list[Citation] = Field(default_factory=list)
+    caveat: str
+    status: Status
+    standalone_question: str
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)

@@ -1,0 +1,80 @@
+"""The one settings class: every knob psyqa has, read from PSYQA_* variables and .env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Identity of the bundled embedding model; recorded on the collection so that an index built
+# with another model is detected instead of mixed.
+BUNDLED_MODEL = "all-MiniLM-L6-v2"
+
+
+class LLMSettings(BaseSettings):
+    """Optional generative backend (PSYQA_LLM__*)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    backend: Literal["extractive", "ollama", "openai"] = Field(
+        "extractive", description="Answer backend: extractive (offline default), ollama or openai"
+    )
+    model: str = Field("llama3.1", description="Model name on the LLM server")
+    base_url: str | None = Field(None, description="Server URL (Ollama or OpenAI-compatible)")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Name of the environment variable that holds the API key"
+    )
+    timeout_s: float = Field(30.0, description="Seconds before a slow model server is abandoned")
+
+
+class Settings(BaseSettings):
+    """Effective configuration. Build it once at the edge and pass it in."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PSYQA_", env_file=".env", env_nested_delimiter="__", extra="ignore"
+    )
+
+    # Storage
+    data_dir: Path = Field(Path("data"), description="Everything psyqa writes lives here")
+    corpus_dir: Path = Field(Path("corpus"), description="Default corpus root for ingest")
+    collection: str = Field("psyqa", description="Chroma collection name")
+    chroma_host: str | None = Field(
+        None, description="Chroma server host; unset = embedded store under data_dir"
+    )
+    chroma_port: int = Field(8000, description="Chroma server port")
+
+    # Embedding and chunking (these shape the vectors: changing them needs --rebuild)
+    embedding_model: str = Field(BUNDLED_MODEL, description="Embedding model (bundled package)")
+    max_tokens: int = Field(
+        256, description="Word-piece limit per embedded chunk, title/section prefix included"
+    )
+    overlap_sentences: int = Field(1, description="Sentences carried into the next chunk")
+    embed_batch_size: int = Field(64, description="Chunks per encode() batch")
+
+    # Ingest limits
+    max_file_mb: float = Field(10.0, description="Files larger than this are refused")
+
+    # Retrieval and answers
+    top_k: int = Field(6, description="Passages handed to the answerer")
+    candidates: int = Field(40, description="Candidates per retriever before fusion")
+    max_per_doc: int = Field(2, description="At most this many passages from one document")
+    min_evidence: float = Field(
+        0.35, description="Abstain when the best passage's evidence score is below this"
+    )
+    max_question_chars: int = Field(2000, description="Longest question accepted")
+
+    # App
+    app_host: str = Field("127.0.0.1", description="Address the chat app binds to")
+    app_port: int = Field(8501, description="Port of the chat app")
+
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def server_mode(self) -> bool:
+        return bool(self.chroma_host)

@@ -1,0 +1,1 @@
+"""psyqa ingestion: turns corpus files into the index."""

@@ -1,0 +1,65 @@
+"""Front matter: split it from the body and validate it, naming the file and field on error."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from assistant.errors import DocumentError
+from assistant.models import DocMeta
+
+_FM = re.compile(r"\A---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
+LIST_FIELDS = ("authors", "substances", "conditions", "jurisdictions", "sources", "facts")
+
+
+def split_front_matter(text: str) -> tuple[str | None, str, int]:
+    """Return (yaml text or None, body, offset of the body in `text`)."""
+    m = _FM.match(text)
+    if not m:
+        return None, text, 0
+    return m.group(1), text[m.end():], m.end()
+
+
+def parse_front_matter(raw: str, path: str) -> DocMeta:
+    """Validate YAML front matter into DocMeta; errors name `path` and the field."""
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (front matter line {where.line + 1})" if where is not None else ""
+        raise DocumentError(path, f"malformed YAML front matter{line}",
+                            "fix the YAML between the two '---' lines") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise DocumentError(path, "front matter is not a mapping of fields",
+                            "write 'field: value' lines between the '---' lines")
+    return validate_meta(data, path)
+
+
+def validate_meta(data: dict[str, Any], path: str) -> DocMeta:
+    data = dict(data)
+    for key in LIST_FIELDS:  # a single string is accepted where a list is expected
+        if isinstance(data.get(key), str):
+            data[key] = [data[key]]
+    for key in ("published", "as_of", "reviewed"):  # YAML gives datetimes for timestamps
+        if isinstance(data.get(key), dt.datetime):
+            data[key] = data[key].date()
+    if "title" not in data or data.get("title") in (None, ""):
+        raise DocumentError(path, "front matter has no 'title'",
+                            "add a line 'title: ...' to the front matter")
+    try:
+        return DocMeta.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "front matter"
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(DocMeta.model_fields)
+            raise DocumentError(path, f"unknown front-matter field '{field}'",
+                                f"remove it or use one of: {allowed}") from None
+        raise DocumentError(path, f"front-matter field '{field}': {err['msg']}",
+                            f"fix '{field}' (got {err.get('input')!r})") from None
