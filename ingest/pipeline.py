@@ -330,7 +330,7 @@ def _sync(files, scopes, settings: Settings, report: IngestReport, rebuild: bool
         done = 0
         for k in range(0, len(to_embed), step):
             part = to_embed[k:k + step]
-            arr = embed.encode([c.embed_text() for c in part])
+            arr = embed.embed_documents([c.embed_text() for c in part])
             for c, v in zip(part, arr):
                 vectors[c.chunk_id] = v
             done += len(part)

@@ -1,0 +1,42 @@
+# Two commands do all the set-up: `make run` and `make test`.
+# Both create .venv when missing and install into it: CPU torch first (from the local wheel; a
+# plain `torch` requirement would pull a multi-GB CUDA build), then the project with its test
+# extras. The stamp file makes a second call with nothing changed spend no time on setup.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.psyqa-installed
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: run test install browser ingest clean-data bench
+
+run: install
+	@$(BIN)/psyqa ingest || echo "psyqa: some corpus files were not indexed (see above); starting the app anyway"
+	@$(BIN)/psyqa app
+
+test: install browser
+	$(BIN)/python -m pytest
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+# Browser tests drive Debian's Chromium through Playwright (no browser download).
+browser:
+	@test -x $(CHROMIUM) || { echo "installing Debian's chromium for the browser tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| sudo sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium'; }
+
+ingest: install
+	$(BIN)/psyqa ingest
+
+bench: install
+	$(BIN)/psyqa bench latency
+
+clean-data:
+	rm -rf data
