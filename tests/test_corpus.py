@@ -1,15 +1,15 @@
-"""Corpus validation: front matter, vocabulary, size, and that every figure is traced to the fact base.
+"""Corpus validation: front matter, vocabulary, size, and every figure traced to the fact base.
 
 Each test collects every problem before asserting, so a writer sees all failures in one run.
 
 What counts as a "figure" (see `figures()`):
-  * a number with optional decimals (``67``, ``0.91``, ``2024``), with a trailing ``%`` when it has one;
+  * a number with optional decimals (``67``, ``0.91``, ``2024``), with its ``%`` if it has one;
   * a range of two numbers joined by a dash (``80-180``, ``8-19%``), compared as one figure;
   * the leading number of a number-word compound (``18-week`` -> 18, ``3.5-fold`` -> 3.5).
 Not figures (ignored):
   * numbers that are part of an identifier: a word-and-hyphen token that contains a digit and either
-    starts with a letter or contains an uppercase letter (MAPP2, 5-HT2A, COMP360, NCT03537014, CAPS-5,
-    QIDS-SR-16, F12, 5-MeO-DMT, GH001-TRD-201, Q4);
+    starts with a letter or contains an uppercase letter (MAPP2, 5-HT2A, COMP360, NCT03537014,
+    CAPS-5, QIDS-SR-16, F12, 5-MeO-DMT, GH001-TRD-201, Q4);
   * numbers written as words ("three");
   * ISO dates (2026-11-27) in the body, which must instead equal the document's ``as_of`` or
     ``reviewed`` date or appear in a cited fact;
@@ -17,7 +17,9 @@ Not figures (ignored):
 Before comparing, en dashes, em dashes and minus signs become ``-`` and thousands separators are
 dropped (``19,071`` -> ``19071``); the sign of a number is not part of the figure. The same
 extraction runs over the text of the cited facts (URLs removed), and a document figure passes when
-the same figure occurs there; a bare number also matches a percentage of the same value.
+the same figure occurs there; a bare number also matches a percentage of the same value, and an
+endpoint of a range in the facts may be cited alone. Known limit: R-marked details inside an
+otherwise verified fact (e.g. page numbers) still count as fact text; writers must leave them out.
 """
 
 from __future__ import annotations
