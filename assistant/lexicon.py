@@ -1,0 +1,311 @@
+"""Domain lexicon (substances, conditions, their aliases) shared by retrieval, safety and follow-ups."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+# Canonical slug -> the words people actually use. The first entry of every tuple is the
+# canonical term itself so that a single table drives detection. Matching is
+# case-insensitive and word-bounded; a space or hyphen inside an alias matches any run of
+# spaces/hyphens (or none), so "5-MeO-DMT", "5 meo dmt" and "5meo-dmt" are one alias.
+# A trailing plural "s" is accepted on every alias.
+SUBSTANCES: dict[str, tuple[str, ...]] = {
+    "mdma": (
+        "mdma", "molly", "ecstasy", "midomafetamine", "mdma-assisted therapy", "mdma-at",
+        "methylenedioxymethamphetamine", "3,4-methylenedioxymethamphetamine", "xtc",
+    ),
+    "psilocybin": (
+        "psilocybin", "magic mushroom", "shroom", "mushroom", "psilocin", "comp360",
+        "comp 360", "psilocybe", "psilocybe cubensis", "psilocybin-assisted therapy",
+    ),
+    "ketamine": (
+        "ketamine", "ketalar", "special k", "iv ketamine", "intravenous ketamine",
+        "racemic ketamine", "k-hole",
+    ),
+    "esketamine": (
+        "esketamine", "spravato", "esketamine nasal spray", "s-ketamine",
+    ),
+    "ibogaine": (
+        "ibogaine", "iboga", "noribogaine", "tabernanthe", "tabernanthe iboga",
+    ),
+    "5-meo-dmt": (
+        "5-meo-dmt", "toad venom", "bufo", "bufo alvarius", "incilius alvarius", "5 meo dmt",
+        "5-meo", "5meo", "5-methoxy-n,n-dimethyltryptamine", "gh001",
+    ),
+    "dmt": (
+        "dmt", "ayahuasca", "yage", "n,n-dmt", "dimethyltryptamine", "n,n-dimethyltryptamine",
+        "ayahuasca tea", "hoasca",
+    ),
+    "lsd": (
+        "lsd", "acid", "lysergide", "mm120", "mm-120", "lysergic acid diethylamide", "lsd-25",
+    ),
+    "mescaline": (
+        "mescaline", "peyote", "san pedro", "lophophora", "trichocereus",
+    ),
+}
+
+# Conditions. Decision on TRD: the most specific mention wins (longest match), so
+# "treatment-resistant depression" yields only "treatment-resistant-depression", not also
+# "depression". A TRD question must find TRD documents first; callers that also want the
+# broader class (e.g. to widen a metadata filter) use `broader()`.
+CONDITIONS: dict[str, tuple[str, ...]] = {
+    "ptsd": (
+        "ptsd", "post-traumatic stress disorder", "posttraumatic stress disorder",
+        "post-traumatic stress", "posttraumatic stress", "trauma", "c-ptsd", "complex ptsd",
+    ),
+    "depression": (
+        "depression", "mdd", "major depression", "major depressive disorder", "depressive",
+        "depressed", "depressive disorder",
+    ),
+    "treatment-resistant-depression": (
+        "treatment-resistant depression", "trd", "treatment resistant depression",
+        "treatment-resistant major depression", "treatment-resistant major depressive disorder",
+        "treatment-refractory depression", "refractory depression",
+    ),
+    "alcohol-use-disorder": (
+        "alcohol use disorder", "alcohol dependence", "alcoholism", "drinking", "aud",
+        "alcohol addiction", "alcohol misuse", "alcoholic",
+    ),
+    "opioid-use-disorder": (
+        "opioid use disorder", "opioid dependence", "heroin", "fentanyl", "oud",
+        "opioid addiction", "opiate addiction", "opiate dependence", "opioid withdrawal",
+    ),
+    "tobacco-use-disorder": (
+        "tobacco use disorder", "smoking", "smoking cessation", "nicotine", "tobacco",
+        "cigarette", "smoker", "tobacco addiction", "nicotine dependence",
+    ),
+    "anxiety": (
+        "anxiety", "gad", "generalized anxiety", "generalised anxiety",
+        "generalized anxiety disorder", "generalised anxiety disorder", "anxious",
+        "anxiety disorder",
+    ),
+    "traumatic-brain-injury": (
+        "traumatic brain injury", "tbi", "brain injury", "concussion",
+    ),
+}
+
+DISPLAY_NAMES: dict[str, str] = {
+    "mdma": "MDMA",
+    "psilocybin": "psilocybin",
+    "ketamine": "ketamine",
+    "esketamine": "esketamine",
+    "ibogaine": "ibogaine",
+    "5-meo-dmt": "5-MeO-DMT",
+    "dmt": "DMT",
+    "lsd": "LSD",
+    "mescaline": "mescaline",
+    "ptsd": "PTSD",
+    "depression": "depression",
+    "treatment-resistant-depression": "treatment-resistant depression",
+    "alcohol-use-disorder": "alcohol use disorder",
+    "opioid-use-disorder": "opioid use disorder",
+    "tobacco-use-disorder": "tobacco use disorder",
+    "anxiety": "anxiety",
+    "traumatic-brain-injury": "traumatic brain injury",
+}
+
+# Terms appended by `expand_query` so lexical and dense search meet documents that use the
+# clinical name. Several terms where the literature uses two names for one thing
+# (Spravato/esketamine, ayahuasca/DMT, smoking/tobacco).
+EXPANSIONS: dict[str, tuple[str, ...]] = {
+    "mdma": ("MDMA",),
+    "psilocybin": ("psilocybin",),
+    "ketamine": ("ketamine",),
+    "esketamine": ("esketamine", "Spravato"),
+    "ibogaine": ("ibogaine",),
+    "5-meo-dmt": ("5-MeO-DMT",),
+    "dmt": ("DMT", "ayahuasca"),
+    "lsd": ("LSD",),
+    "mescaline": ("mescaline",),
+    "ptsd": ("PTSD",),
+    "depression": ("depression",),
+    "treatment-resistant-depression": ("treatment-resistant depression",),
+    "alcohol-use-disorder": ("alcohol use disorder",),
+    "opioid-use-disorder": ("opioid use disorder",),
+    "tobacco-use-disorder": ("tobacco", "smoking"),
+    "anxiety": ("anxiety",),
+    "traumatic-brain-injury": ("traumatic brain injury",),
+}
+
+_BROADER: dict[str, tuple[str, ...]] = {
+    "treatment-resistant-depression": ("depression",),
+}
+
+# Aliases whose bare word has common non-drug meanings get a hand-written pattern instead
+# of the generated one. "acid": amino/folic/fatty acid, acid reflux are not LSD.
+# "drinking": drinking water during a session is not alcohol use disorder. "smoking":
+# smoking DMT or 5-MeO-DMT is a route of administration, not tobacco use.
+_OVERRIDES: dict[str, str] = {
+    "acid": r"(?<!ic )(?<!amino )(?<!fatty )(?<!stomach )acid(?!s)(?![\s-]*(?:reflux|test|rain))",
+    "drinking": r"drinking(?!\s+(?:water|fluids?|enough|plenty|lots))",
+    "smoking": (
+        r"smoking(?!\s+(?:dmt|5|bufo|toad|changa|it\b|cannabis|marijuana|weed|the\s+toad|"
+        r"crack|meth|ayahuasca))"
+    ),
+}
+
+# Any run of spaces or hyphen-like characters (or none) between the words of an alias.
+_SEP = r"[\s\-\u2010-\u2015]*"
+
+# Characters that differ from ASCII only in shape; NFKC does not fold them.
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u02bc": "'", "\u2032": "'",
+                         "`": "'", "\u00b4": "'", "\u201c": '"', "\u201d": '"'})
+
+
+def normalize(text: str) -> str:
+    """Fold text to the form every pattern in psyqa is written against.
+
+    NFKC (fullwidth letters, ligatures), removal of format characters (zero-width joiners,
+    soft hyphens, bidi marks) and stray control characters, removal of diacritics
+    ("yagé" -> "yage"), curly quotes to ASCII, casefold, single spaces.
+
+    Args:
+        text: Any user or document text.
+
+    Returns:
+        The normalised text; positions do not correspond to the input.
+    """
+    text = unicodedata.normalize("NFKC", text)
+    # Format characters (Cf) are invisible and are the classic way to break a word
+    # for a regex; control characters other than whitespace carry no meaning here.
+    text = "".join(
+        ch for ch in text
+        if unicodedata.category(ch) != "Cf" and (unicodedata.category(ch) != "Cc" or ch.isspace())
+    )
+    decomposed = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    text = unicodedata.normalize("NFC", text).translate(_QUOTES).casefold()
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _alias_pattern(alias: str) -> str:
+    if alias in _OVERRIDES:
+        return _OVERRIDES[alias]
+    parts = [p for p in re.split(r"[\s\-]+", alias) if p]
+    return _SEP.join(re.escape(p) for p in parts) + "s?"
+
+
+def _build(table: dict[str, tuple[str, ...]]) -> tuple[re.Pattern[str], dict[str, str]]:
+    # One alternation over every alias, longest first: at a given position the regex takes
+    # the first alternative that matches, so longer aliases win ("5-meo-dmt" over "5-meo",
+    # "treatment-resistant depression" over "depression") and the scan consumes the span,
+    # so "dmt" inside "5-meo-dmt" is never reported on its own.
+    entries = sorted(
+        ((alias, slug) for slug, aliases in table.items() for alias in aliases),
+        key=lambda e: len(e[0]),
+        reverse=True,
+    )
+    groups: dict[str, str] = {}
+    alternatives = []
+    for i, (alias, slug) in enumerate(entries):
+        name = f"g{i}"
+        groups[name] = slug
+        alternatives.append(f"(?P<{name}>{_alias_pattern(alias)})")
+    # Word bounded on both sides: "ketamine" never matches inside "esketamine".
+    pattern = re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)")
+    return pattern, groups
+
+
+_SUBSTANCE_RE, _SUBSTANCE_GROUPS = _build(SUBSTANCES)
+_CONDITION_RE, _CONDITION_GROUPS = _build(CONDITIONS)
+
+
+def _find(pattern: re.Pattern[str], groups: dict[str, str], text: str) -> list[str]:
+    found: list[str] = []
+    for m in pattern.finditer(normalize(text)):
+        slug = groups[m.lastgroup] if m.lastgroup else None
+        if slug and slug not in found:
+            found.append(slug)
+    return found
+
+
+def find_substances(text: str) -> list[str]:
+    """Canonical substance slugs named in `text`.
+
+    Args:
+        text: A question, a turn or any passage.
+
+    Returns:
+        Slugs in order of first appearance, without duplicates. "Spravato" gives
+        ["esketamine"]; "esketamine" never also gives "ketamine".
+    """
+    return _find(_SUBSTANCE_RE, _SUBSTANCE_GROUPS, text)
+
+
+def find_conditions(text: str) -> list[str]:
+    """Canonical condition slugs named in `text`.
+
+    The most specific mention wins: "treatment-resistant depression" gives
+    ["treatment-resistant-depression"] only (see `broader`).
+
+    Args:
+        text: A question, a turn or any passage.
+
+    Returns:
+        Slugs in order of first appearance, without duplicates.
+    """
+    return _find(_CONDITION_RE, _CONDITION_GROUPS, text)
+
+
+def broader(condition: str) -> tuple[str, ...]:
+    """Broader condition slugs that include `condition` (TRD -> depression).
+
+    Args:
+        condition: A canonical condition slug.
+
+    Returns:
+        The broader slugs, empty when there are none.
+    """
+    return _BROADER.get(condition, ())
+
+
+@lru_cache(maxsize=256)
+def _term_re(term: str) -> re.Pattern[str]:
+    parts = [p for p in re.split(r"[\s\-]+", normalize(term)) if p]
+    return re.compile(r"(?<!\w)" + _SEP.join(re.escape(p) for p in parts) + r"(?!\w)")
+
+
+def _has_term(normalized_text: str, term: str) -> bool:
+    return _term_re(term).search(normalized_text) is not None
+
+
+def expand_query(text: str) -> str:
+    """Append canonical terms for aliases so search also finds the clinical literature.
+
+    For every substance or condition named only by an alias ("molly", "Spravato",
+    "ayahuasca", "alcoholism"), the canonical terms that are missing from the text are
+    appended ("MDMA", "esketamine", "DMT", "alcohol use disorder"). Nothing is appended
+    for a slug whose canonical or display name is already present.
+
+    Args:
+        text: The (standalone) question.
+
+    Returns:
+        `text` itself, followed by a space and the added terms when there are any; the
+        original text is always a prefix of the result.
+    """
+    norm = normalize(text)
+    extras: list[str] = []
+    for slug in find_substances(text) + find_conditions(text):
+        if _has_term(norm, slug) or _has_term(norm, DISPLAY_NAMES[slug]):
+            continue
+        for term in EXPANSIONS[slug]:
+            if not _has_term(norm, term) and term not in extras:
+                extras.append(term)
+    if not extras:
+        return text
+    return f"{text} {' '.join(extras)}"
+
+
+def substance_pattern() -> str:
+    """Regex source (for normalised text) matching any substance alias.
+
+    Used by `assistant.safety` so that the lexicon is the one list of drug names.
+
+    Returns:
+        A pattern string without flags, to be embedded in a larger regex.
+    """
+    # Named groups removed: the caller may embed the pattern several times in one regex.
+    return re.sub(r"\(\?P<g\d+>", "(?:", _SUBSTANCE_RE.pattern)
