@@ -30,6 +30,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_config)
 
+    p = sub.add_parser("ask", help="ask a question; prints the answer, sources and caveat")
+    p.add_argument("question", nargs="?", help="the question (omit with --jsonl)")
+    p.add_argument("--json", action="store_true", help="print the Answer as JSON")
+    p.add_argument("--jsonl", action="store_true",
+                   help='read {"question", "history"} per line from stdin, write one Answer per line')
+    p.add_argument("--substance", action="append", default=[], help="filter (repeatable)")
+    p.add_argument("--condition", action="append", default=[], help="filter (repeatable)")
+    p.add_argument("--source-type", action="append", default=[], help="filter (repeatable)")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("app", help="start the chat app (Streamlit) on the configured address")
+    p.set_defaults(func=cmd_app)
+
     _register_optional(sub)
     args = parser.parse_args(argv)
     try:
@@ -46,14 +59,15 @@ def _register_optional(sub) -> None:
     """Subcommands that live in their own modules register themselves here."""
     import importlib
 
-    for name in ("assistant.cli_ask", "assistant.cli_more"):
+    for name in ("assistant.evaluate", "assistant.bench", "assistant.feedback"):
         try:
             mod = importlib.import_module(name)
         except ModuleNotFoundError as exc:
             if exc.name != name:
                 raise
             continue
-        mod.register(sub)
+        if hasattr(mod, "register"):
+            mod.register(sub)
 
 
 def cmd_ingest(args, settings: Settings) -> int:
@@ -80,6 +94,67 @@ def cmd_ingest(args, settings: Settings) -> int:
                   f"{report.chunks_embedded} chunks embedded in {report.seconds:.1f} s "
                   f"(index: {report.documents_total} documents, {report.chunks_total} chunks)")
     return 1 if report.failed else 0
+
+
+def cmd_ask(args, settings: Settings) -> int:
+    from assistant.assistant import Assistant
+    from assistant.retrieve import Filters
+
+    filters = Filters(substances=args.substance, conditions=args.condition,
+                      source_types=args.source_type)
+    assistant = Assistant.from_settings(settings)
+    if args.jsonl:
+        for lineno, line in enumerate(sys.stdin, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                question, history = item["question"], item.get("history") or []
+            except (ValueError, KeyError, TypeError) as exc:
+                print(json.dumps({"error": f"line {lineno}: expected {{'question': ..., 'history': [...]}} ({exc})"}))
+                continue
+            print(assistant.ask(question, history, filters).model_dump_json(), flush=True)
+        return 0
+    if not args.question:
+        print("psyqa ask: give a question, or --jsonl to read questions from stdin", file=sys.stderr)
+        return 2
+    ans = assistant.ask(args.question, [], filters)
+    if args.json:
+        print(ans.model_dump_json(indent=2))
+        return 0
+    print(render_text(ans))
+    return 0
+
+
+def render_text(ans) -> str:
+    """An Answer for a person at a terminal: answer, numbered sources, caveat."""
+    lines = []
+    if ans.standalone_question and ans.status == "answered":
+        lines.append(f"Q: {ans.standalone_question}\n")
+    lines.append(ans.answer)
+    if ans.citations:
+        lines.append("\nSources:")
+        for c in ans.citations:
+            where = " > ".join(x for x in (c.section, f"page {c.page}" if c.page else "") if x)
+            extra = ", ".join(x for x in (c.source_type or "", f"as of {c.as_of}" if c.as_of else "") if x)
+            lines.append(f"  [{c.n}] {c.title}" + (f" — {where}" if where else "")
+                         + (f" ({extra})" if extra else "") + f"  [{c.source}]")
+            if c.url:
+                lines.append(f"      {c.url}")
+    lines.append(f"\nCaveat: {ans.caveat}")
+    return "\n".join(lines)
+
+
+def cmd_app(args, settings: Settings) -> int:
+    import os
+
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app),
+           "--server.address", settings.app_host, "--server.port", str(settings.app_port),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    print(f"psyqa: chat app on http://{settings.app_host}:{settings.app_port}", file=sys.stderr)
+    os.execv(sys.executable, cmd)
+    return 0
 
 
 def cmd_status(args, settings: Settings) -> int:

@@ -1,0 +1,68 @@
+"""Question and sentence terms: the same tokenising and stemming as the BM25 index."""
+
+from __future__ import annotations
+
+import re
+import threading
+from functools import lru_cache
+
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+_local = threading.local()
+
+# Words that carry no topic in a question: conversational and generic research words. They are
+# ignored when asking "does the corpus know this word?" and weigh little in sentence matching.
+GENERIC = frozenset("""
+what which who whom whose when where why how does did do is are was were can could would should
+will may might must shall tell explain describe know please thanks thank hi hello hey give show
+list summarise summarize anything something about also like want need find info information
+answer question help helps helped work works worked effective effect effects evidence data
+study studies trial trials research patient patients people person someone use used using
+treat treats treatment treatments therapy good bad best better really much many lot kind type
+thing things say says said mean means new latest current currently there their this that these
+those with without between compared versus vs yes no not any some all more most less risk risks
+safe safety make makes made get got take takes taking been being have has had your you my me we
+our us it its they them he she his her one two three first second year years
+""".split())
+
+
+def _stemmer():
+    st = getattr(_local, "stemmer", None)
+    if st is None:
+        import Stemmer
+
+        st = _local.stemmer = Stemmer.Stemmer("english")
+    return st
+
+
+@lru_cache(maxsize=1)
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
+
+
+def words(text: str) -> list[str]:
+    """Lowercased word tokens without stopwords (as bm25s tokenises)."""
+    stop = _stopwords()
+    return [w for w in _TOKEN.findall(text.lower()) if w not in stop]
+
+
+def stems(text: str) -> list[str]:
+    ws = words(text)
+    return _stemmer().stemWords(ws) if ws else []
+
+
+def weighted_terms(question: str) -> dict[str, float]:
+    """Stemmed question terms with weights: topic words 1.0, generic words 0.25."""
+    ws = words(question)
+    out: dict[str, float] = {}
+    for w, s in zip(ws, _stemmer().stemWords(ws) if ws else []):
+        weight = 0.25 if w in GENERIC else 1.0
+        out[s] = max(out.get(s, 0.0), weight)
+    return out
+
+
+def focus_words(question: str) -> list[tuple[str, str]]:
+    """(word, stem) pairs of the question that carry its topic."""
+    ws = [w for w in words(question) if w not in GENERIC and not w.isdigit()]
+    return list(zip(ws, _stemmer().stemWords(ws))) if ws else []

@@ -1,0 +1,157 @@
+"""Hybrid retrieval: dense search in Chroma plus BM25, fused by reciprocal rank.
+
+Both sides see the query expanded by the domain lexicon (molly → MDMA, Spravato → esketamine).
+Metadata filters apply to both. Results are spread over documents (at most `max_per_doc` passages
+from one document) so an answer can draw on several sources. `PsyqaRetriever` exposes the same
+search as a LangChain `BaseRetriever`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import BaseModel, ConfigDict, Field
+
+from assistant import lexicon
+from assistant.models import Chunk
+from assistant.services import Services
+
+RRF_K = 60
+
+
+class Filters(BaseModel):
+    """Metadata filters; within a field any value matches, across fields all must."""
+
+    substances: list[str] = Field(default_factory=list)
+    conditions: list[str] = Field(default_factory=list)
+    source_types: list[str] = Field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.substances or self.conditions or self.source_types)
+
+    def where(self) -> dict | None:
+        """The Chroma `where` clause."""
+        groups = []
+        for prefix, values in (("sub_", self.substances), ("cond_", self.conditions)):
+            if values:
+                ors = [{f"{prefix}{v}": True} for v in values]
+                groups.append(ors[0] if len(ors) == 1 else {"$or": ors})
+        if self.source_types:
+            groups.append({"source_type": {"$in": list(self.source_types)}})
+        if not groups:
+            return None
+        return groups[0] if len(groups) == 1 else {"$and": groups}
+
+    def matches(self, meta: dict) -> bool:
+        if self.substances and not any(meta.get(f"sub_{v}") for v in self.substances):
+            return False
+        if self.conditions and not any(meta.get(f"cond_{v}") for v in self.conditions):
+            return False
+        if self.source_types and meta.get("source_type") not in self.source_types:
+            return False
+        return True
+
+
+@dataclass
+class Hit:
+    chunk: Chunk
+    dense: float        # cosine similarity of passage and query
+    lexical: float      # BM25 score (0 when BM25 did not find it)
+    score: float        # fused score
+    rank: int = 0
+
+
+def chunk_from(cid: str, text: str, meta: dict) -> Chunk:
+    page = meta.get("page")
+    return Chunk(chunk_id=cid, doc_id=str(meta.get("doc_id", "")), source=str(meta.get("source", "")),
+                 title=str(meta.get("title", "")), section=str(meta.get("section", "")),
+                 page=int(page) if page is not None else None, start=int(meta.get("start", 0)),
+                 end=int(meta.get("end", len(text))), text=text, ordinal=int(meta.get("ordinal", 0)),
+                 metadata=meta)
+
+
+class HybridSearch:
+    """Dense + BM25 over the live collection."""
+
+    def __init__(self, services: Services, dense_weight: float = 1.0, lexical_weight: float = 1.0) -> None:
+        self.services = services
+        self.dense_weight = dense_weight
+        self.lexical_weight = lexical_weight
+
+    def search(self, query: str, k: int | None = None, filters: Filters | None = None,
+               mode: str = "hybrid") -> list[Hit]:
+        """Top `k` passages for `query`. `mode` is hybrid, dense or lexical (for benchmarks)."""
+        s = self.services.settings
+        k = k or s.top_k
+        filters = filters or Filters()
+        col = self.services.collection()
+        total = col.count()
+        if total == 0:
+            return []
+        expanded = lexicon.expand_query(query)
+        qvec = self.services.embedder.embed_query(expanded)
+        n = min(s.candidates, total)
+
+        dense: list[tuple[str, float]] = []
+        found: dict[str, tuple[str, dict]] = {}
+        if mode in ("hybrid", "dense"):
+            res = col.query(query_embeddings=[qvec], n_results=n, where=filters.where(),
+                            include=["documents", "metadatas", "distances"])
+            for cid, doc, meta, dist in zip(res["ids"][0], res["documents"][0],
+                                            res["metadatas"][0], res["distances"][0]):
+                dense.append((cid, 1.0 - float(dist)))
+                found[cid] = (doc, meta)
+        lexical: list[tuple[str, float]] = []
+        if mode in ("hybrid", "lexical"):
+            lexical = self.services.lexical(col).search(expanded, n * (1 if filters.empty() else 4))
+        sims = dict(dense)
+        missing = [cid for cid, _ in lexical if cid not in found]
+        if missing:
+            got = col.get(ids=missing, include=["documents", "metadatas", "embeddings"])
+            for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"]):
+                found[cid] = (doc, meta)
+                sims[cid] = float(sum(a * b for a, b in zip(emb, qvec)))
+        # A chunk deleted between the BM25 build and now is simply not found: skip it.
+        lexical = [(cid, sc) for cid, sc in lexical if cid in found and filters.matches(found[cid][1])][:n]
+
+        fused: dict[str, float] = {}
+        for rank, (cid, _) in enumerate(dense):
+            fused[cid] = fused.get(cid, 0.0) + self.dense_weight / (RRF_K + rank + 1)
+        for rank, (cid, _) in enumerate(lexical):
+            fused[cid] = fused.get(cid, 0.0) + self.lexical_weight / (RRF_K + rank + 1)
+        lex_scores = dict(lexical)
+        order = sorted(fused, key=lambda c: (-fused[c], c))
+        hits: list[Hit] = []
+        per_doc: dict[str, int] = {}
+        for cid in order:
+            doc, meta = found[cid]
+            doc_id = str(meta.get("doc_id", ""))
+            if per_doc.get(doc_id, 0) >= s.max_per_doc:
+                continue
+            per_doc[doc_id] = per_doc.get(doc_id, 0) + 1
+            hits.append(Hit(chunk_from(cid, doc, meta), sims.get(cid, 0.0), lex_scores.get(cid, 0.0),
+                            fused[cid], len(hits) + 1))
+            if len(hits) >= k:
+                break
+        return hits
+
+
+class PsyqaRetriever(BaseRetriever):
+    """LangChain face of the hybrid search: `retriever.invoke("question")` → Documents."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    search: HybridSearch
+    k: int = 6
+    filters: Filters = Field(default_factory=Filters)
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        out = []
+        for h in self.search.search(query, self.k, self.filters):
+            meta = dict(h.chunk.metadata)
+            meta.update(chunk_id=h.chunk.chunk_id, dense=h.dense, lexical=h.lexical, score=h.score)
+            out.append(Document(page_content=h.chunk.text, metadata=meta, id=h.chunk.chunk_id))
+        return out

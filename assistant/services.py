@@ -1,0 +1,78 @@
+"""`build_services(settings)`: the heavy objects (model, Chroma client, BM25), built once.
+
+The app caches the result with st.cache_resource, the CLI builds it once per process. Library
+code takes services as arguments and never builds them itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from assistant import store
+from assistant.embeddings import BundledEmbeddings
+from assistant.lexical import LexicalIndex, build_from_collection, lexical_dir, prune
+from assistant.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    embedder: BundledEmbeddings
+    client: object = None
+    _lexical: LexicalIndex | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def collection(self):
+        """The live collection, re-read on every call so a new generation is noticed.
+
+        Reconnects when the client was lost (a Chroma server restarted)."""
+        try:
+            if self.client is None:
+                self.client = store.open_client(self.settings)
+            return store.open_index(self.settings, self.client)
+        except store.StoreUnavailableError:
+            self.client = None
+            raise
+        except Exception as exc:
+            if self.settings.chroma_host and _is_connection_error(exc):
+                self.client = None
+                raise store.StoreUnavailableError(
+                    f"Lost the connection to the Chroma server at {self.settings.chroma_host}:"
+                    f"{self.settings.chroma_port}; it will be retried on the next question.") from None
+            raise
+
+    def lexical(self, collection) -> LexicalIndex:
+        """The BM25 index of the collection's current generation (loaded or rebuilt)."""
+        generation = int((collection.metadata or {}).get("generation", 0))
+        lex = self._lexical
+        if lex is not None and lex.generation == generation:
+            return lex
+        with self._lock:
+            lex = self._lexical
+            if lex is not None and lex.generation == generation:
+                return lex
+            host = f"{self.settings.chroma_host}:{self.settings.chroma_port}" if self.settings.chroma_host else None
+            path = lexical_dir(self.settings.data_dir, self.settings.collection, generation, host)
+            lex = LexicalIndex.load(path)
+            if lex is None or lex.generation != generation:
+                # Derived state missing (a crash, or an ingest on another machine): rebuild it.
+                lex = build_from_collection(collection, generation)
+                try:
+                    lex.save(path)
+                    prune(self.settings.data_dir, path)
+                except OSError:
+                    pass  # read-only data dir: keep it in memory
+            self._lexical = lex
+            return lex
+
+
+def _is_connection_error(exc: Exception) -> bool:
+    name = type(exc).__name__
+    return any(k in name for k in ("Connect", "Timeout", "Remote", "Protocol")) or "connect" in str(exc).lower()
+
+
+def build_services(settings: Settings) -> Services:
+    """Create the embedder (weights load lazily on first use) and the store client."""
+    return Services(settings=settings, embedder=BundledEmbeddings(settings.embedding_model,
+                                                                  settings.embed_batch_size))
