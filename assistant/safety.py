@@ -75,7 +75,7 @@ _SUBST = substance_pattern()
 _DRUG_GENERIC = (
     r"(?<!\w)(?:drugs?|pills?|tabs?|blotters?|spores?|caps|capsules|crystals?|powder|"
     r"psychedelics?|hallucinogens?|cactus|cacti|root ?bark|mimosa|caapi|chacruna|"
-    r"truffles?|grams?|an? ounce|some)(?!\w)"
+    r"truffles?|grams?|an? ounce)(?!\w)"
 )
 _ADV = (
     r"(?:(?:really|so|very|still|now|totally|completely|badly|seriously|just|literally|"
@@ -184,7 +184,9 @@ _STATE = (
     r"(?:unconscious|unresponsive|not breathing|barely breathing|not responding|"
     r"non-?responsive|seizing|convulsing|fitting|overheating|burning up|collapsing|collapsed|"
     r"passing out|passed out|blacking out|fainting|turning blue|going blue|blue|"
-    r"foaming at the mouth|out cold|cold and clammy|dying|going to die|gonna die|"
+    # "dying to know", "dying of cancer" (end-of-life care is a topic here) are not emergencies.
+    r"foaming at the mouth|out cold|cold and clammy|"
+    r"(?:dying|going to die|gonna die)(?!\s+(?:to|of|from|with|in)\b)|"
     r"losing consciousness|in and out of consciousness|shaking uncontrollably|"
     r"vomiting blood|throwing up blood|choking|struggling to breathe|"
     r"having (?:a |another )?(?:seizure|fit|convulsion|heart attack|stroke)s?|"
@@ -212,7 +214,8 @@ _EMERGENCY_RE = _rx(
     r"\b(?:i|i'm|im)\s+(?:feel|am feeling|'m feeling|m feeling|think i'm|think i am|think i)"
     r"\s+(?:like\s+)?(?:i'm\s+|i am\s+|i'll\s+|i will\s+|i might\s+|i may\s+)?"
     r"(?:passing out|going to pass out|gonna pass out|about to pass out|pass out|"
-    r"going to faint|gonna faint|fainting|dying|going to die|gonna die|"
+    r"going to faint|gonna faint|fainting|"
+    r"(?:dying|going to die|gonna die)(?!\s+(?:to|of|from|with|in)\b)|"
     r"having a heart attack|having a stroke|having a seizure|overdosing)\b",
     r"\b(?:about to|going to|gonna)\s+(?:pass out|faint|collapse)\b",
     r"\b(?:i|he|she|they|we|someone|somebody|friend|my\s+[a-z]+)\s+(?:just\s+|has\s+|have\s+|"
@@ -337,7 +340,8 @@ _LEGAL_ACCESS = _LazyRe(
     r"services|licensed|licensing|legal|legally|lawful(?:ly)?|compassionate|expanded\s+access|"
     r"right\s+to\s+try|enrol\w*|doctors?|physicians?|psychiatrists?|providers?|"
     r"facilitators?|therap\w*|treatment|treated|sessions?|retreats?|centers?|centres?|"
-    r"hospitals?|approved|approval|regulated|medical(?:ly)?|telehealth|referral|refer)\b"
+    r"hospitals?|approved|approval|regulated|medical(?:ly)?|telehealth|referral|refer|"
+    r"infusions?|injections?|nasal\s+spray)\b"
 )
 _ILLEGAL_MARKER = _LazyRe(
     r"\bwithout\s+(?:a\s+|any\s+)?(?:prescription|script|doctor)\b|\billegal(?:ly)?\b|"
@@ -392,7 +396,7 @@ def _is_sourcing(text: str) -> bool:
 # ------------------------------------------------------------------------ personal dose
 
 _DOSE_TERM = (
-    r"(?:how\s+much|how\s+many|doses?|dosage|dosing|amount|milligrams?|\bmgs?\b|\bmg\b|grams?|"
+    r"(?:\d+(?:[.,]\d+)?\s*(?:mg|g|grams?|ug|µg|mcg|ml|mgs|tabs?|hits?)\b|how\s+much|how\s+many|doses?|dosage|dosing|amount|milligrams?|\bmgs?\b|\bmg\b|grams?|"
     r"\bg\b|micrograms?|\bug\b|µg|mcg|tabs?|hits?|caps|capsules|pills|drops|microdos\w*|"
     r"redos\w*|re-dos\w*|booster|schedule|regimen|how\s+strong|how\s+big)"
 )
@@ -419,7 +423,12 @@ _PERSONAL_STRONG_RE = _rx(
     r"\b(?:i|we)\s+(?:should|can|could|need\s+to|want\s+to|wanna|plan\s+to|am\s+going\s+to|"
     r"'m\s+going\s+to|m\s+going\s+to|'ll|will)\s+(?:safely\s+)?(?:take|use|eat|drink|"
     r"microdose|dose|snort|smoke|vape|swallow|drop|try)\b",
-    r"\bi\s+(?:weigh|am\s+\d+\s*(?:kg|kilos?|lbs?|pounds)|'m\s+\d+\s*(?:kg|kilos?|lbs?|pounds))",
+    r"\bi(?:\s+weigh|\s+am\s+\d+\s*(?:kg|kilos?|lbs?|pounds)|'?m\s+\d+\s*(?:kg|kilos?|lbs?|"
+    r"pounds))",
+    # "My friend wants to try ketamine, what dose?"
+    r"\b(?:i|we|my\s+[a-z]+|he|she)\s+(?:want|wants|wanna|plan|plans|am planning|is planning|"
+    r"'m planning|am going|is going|'m going|are going|'re going)\s+to\s+(?:try|take|use|do|"
+    r"microdose|drop|eat)\b",
     r"\bmy\s+(?:weight|body\s*weight|size|tolerance)\b",
     r"\b(?:for|to)\s+" + _RECIPIENT + r"\b",
     r"\b(?:for|on|at)\s+(?:a|my|our|the|your)\s+(?:first|1st|next)\s+(?:trip|time|experience|"
@@ -454,7 +463,7 @@ def _is_personal_dose(text: str) -> bool:
             # recipient, but "for my patients" and "give my patient" mark a clinician.
             if re.search(r"\b(?:my|our)\s+(?:patients?|clients?|participants?)\b", clause):
                 continue
-            if re.search(r"\b(?:trial|study|label|protocol)\b", clause) and not re.search(
+            if re.search(r"\b(?:trials?|stud(?:y|ies)|labels?|protocols?)\b", clause) and not re.search(
                 r"\b(?:should|can|could|do)\s+i\b|\bfor\s+me\b|\bi\s+weigh\b", clause
             ):
                 continue
