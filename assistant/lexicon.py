@@ -1,4 +1,4 @@
-"""Domain lexicon (substances, conditions, their aliases) shared by retrieval, safety and follow-ups."""
+"""Domain lexicon (substances, conditions, aliases) shared by retrieval, safety and follow-ups."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fixed safety handling (crisis, sourcing, personal dosing) decided in code before any retrieval."""
+"""Fixed safety handling (crisis, sourcing, personal dose) decided in code before retrieval."""
 
 from __future__ import annotations
 
@@ -86,7 +86,6 @@ _NEG_BEFORE = r"(?<!not )(?<!n't )(?<!never )(?<!no longer )"
 _IM = r"(?:i'm|im|i am)"
 _DONT = r"(?:don't|dont|do not|no longer|never)"
 _CANT = r"(?:can't|cant|cannot|can not|couldn't|couldnt)"
-_WONT = r"(?:won't|wont|will not|isn't|isnt|is not|wasn't|is still not)"
 _SELF = r"(?:myself|my self|himself|herself|themselves|themself)"
 # A person in the conversation (not "patients" or "participants", which mark a clinical
 # question).
@@ -396,7 +395,9 @@ def _is_sourcing(text: str) -> bool:
 # ------------------------------------------------------------------------ personal dose
 
 _DOSE_TERM = (
-    r"(?:\d+(?:[.,]\d+)?\s*(?:mg|g|grams?|ug|µg|mcg|ml|mgs|tabs?|hits?)\b|how\s+much|how\s+many|doses?|dosage|dosing|amount|milligrams?|\bmgs?\b|\bmg\b|grams?|"
+    # "100mg", "3 g": a number with a unit is a dose even without the word.
+    r"(?:\d+(?:[.,]\d+)?\s*(?:mg|g|grams?|ug|µg|mcg|ml|mgs|tabs?|hits?)\b|"
+    r"how\s+much|how\s+many|doses?|dosage|dosing|amount|milligrams?|\bmgs?\b|grams?|"
     r"\bg\b|micrograms?|\bug\b|µg|mcg|tabs?|hits?|caps|capsules|pills|drops|microdos\w*|"
     r"redos\w*|re-dos\w*|booster|schedule|regimen|how\s+strong|how\s+big)"
 )
@@ -463,9 +464,11 @@ def _is_personal_dose(text: str) -> bool:
             # recipient, but "for my patients" and "give my patient" mark a clinician.
             if re.search(r"\b(?:my|our)\s+(?:patients?|clients?|participants?)\b", clause):
                 continue
-            if re.search(r"\b(?:trials?|stud(?:y|ies)|labels?|protocols?)\b", clause) and not re.search(
+            about_trials = re.search(r"\b(?:trials?|stud(?:y|ies)|labels?|protocols?)\b", clause)
+            asks_for_self = re.search(
                 r"\b(?:should|can|could|do)\s+i\b|\bfor\s+me\b|\bi\s+weigh\b", clause
-            ):
+            )
+            if about_trials and not asks_for_self:
                 continue
             return True
         if _PERSONAL_WEAK_RE.search(clause) and not _CLINICAL_CONTEXT.search(text):

@@ -128,7 +128,9 @@ def test_assistant_turns_used_only_when_user_turns_name_nothing() -> None:
         U("hi, what can you help with?"),
         A("I can answer questions about esketamine, psilocybin, MDMA and more."),
     ]
-    assert rewrite("how is it given?", history) == "how is it given? (about esketamine and psilocybin)"
+    assert rewrite("how is it given?", history) == (
+        "how is it given? (about esketamine and psilocybin)"
+    )
     # User turns name something: the assistant's mentions are ignored.
     history2 = [U("Does MDMA help PTSD?"), A("Unlike ketamine or psilocybin, MDMA ...")]
     assert rewrite("how is it given?", history2) == "how is it given? (about MDMA for PTSD)"
@@ -162,7 +164,8 @@ def test_surrounding_whitespace_is_stripped_when_rewriting() -> None:
 
 def test_history_as_dicts_is_accepted() -> None:
     history = [{"role": "user", "content": "Does MDMA help PTSD?"}]
-    assert rewrite("side effects?", history) == "side effects? (about MDMA for PTSD)"  # type: ignore[arg-type]
+    result = rewrite("side effects?", history)  # type: ignore[arg-type]
+    assert result == "side effects? (about MDMA for PTSD)"
 
 
 def test_unicode_question_is_kept_verbatim() -> None:
