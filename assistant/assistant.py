@@ -89,7 +89,7 @@ class Assistant:
         timings["retrieve"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         vocab = self._vocab()
-        draft = extractive.answer(standalone, hits, vocab)
+        draft = extractive.answer(standalone, hits, vocab, self.settings.min_evidence)
         timings["answer"] = (time.perf_counter() - t) * 1000
         if draft.status == "answered":
             bad = unsupported(draft.text, draft.citations)

@@ -105,7 +105,8 @@ def _vocab_list(vocab: dict) -> list[str]:
     return _VOCAB_CACHE[key]
 
 
-def answer(question: str, hits: list[Hit], vocab: dict | None = None) -> Draft:
+def answer(question: str, hits: list[Hit], vocab: dict | None = None,
+           min_dense: float = MIN_DENSE) -> Draft:
     """Select, de-duplicate and cite sentences; or abstain."""
     nearest = _nearest_topics(hits)
     if not hits:
@@ -130,7 +131,7 @@ def answer(question: str, hits: list[Hit], vocab: dict | None = None) -> Draft:
             cands.append(s)
     cands.sort(key=lambda s: (-s.score, s.hit.rank, s.start))
     top_overlap = max((s.overlap for s in cands), default=0.0)
-    if best < MIN_DENSE or top_overlap < MIN_OVERLAP or unknown:
+    if best < min_dense or top_overlap < MIN_OVERLAP or unknown:
         return Draft("no_evidence", "", [], [], best, unknown, nearest)
 
     chosen: list[Sentence] = []
