@@ -137,7 +137,8 @@ _SUICIDE_RE = _rx(
     r"\b" + _CANT + r"\s+(?:go on|keep going|do this)\s+(?:anymore|any more)\b",
     r"\bwant\s+(?:it|everything)\s+(?:all\s+)?to\s+(?:end|be over)\b",
     r"\b" + _IM + r"\s+" + _ADV + r"suicidal\b",
-    r"\bi\s+(?:feel|felt|have been feeling|'ve been feeling|ve been feeling|keep feeling)\s+"
+    r"\bi(?:\s+feel|\s+felt|\s+have been feeling|'ve been feeling|ve been feeling|"
+    r"\s+keep feeling|'m feeling|m feeling|\s+am feeling|\s+was feeling|'ve felt|\s+have felt)\s+"
     + _ADV + r"suicidal\b",
     r"\b(?:i've|ive|i have)\s+been\s+" + _ADV + r"suicidal\b",
     r"(?:^|[.?!,;]\s*)(?:feeling|been feeling)\s+" + _ADV + r"suicidal\b",
@@ -148,7 +149,7 @@ _SUICIDE_RE = _rx(
     r"(?:suicide|killing myself|ending (?:it|my life)|dying))\b",
     r"\bi(?:\s+keep|\s+have|'ve|ve|\s+am|'m)?\s+(?:been\s+)?(?:thinking|thought)\s+"
     r"(?:about|of)\s+(?:suicide|dying|death|taking my life)\b",
-    r"\bi\s+(?:am|'m|m)\s+(?:going|planning)\s+to\s+(?:die|overdose)\b",
+    r"\bi(?:\s+am|'m|m)\s+(?:going|planning|about)\s+to\s+(?:die|overdose)\b",
     r"\b(?:want|going|gonna|plan(?:ning)?|try(?:ing)?)\s+to\s+overdose\s+on\s+purpose\b",
     r"\boverdos(?:e|ing)\s+on\s+purpose\b",
     r"\b(?:take|taking|swallow|swallowing)\s+all\s+(?:of\s+)?my\s+(?:pills|meds|medication)\b",

@@ -69,6 +69,10 @@ CRISIS = [
     "What do I do if my friend is unconscious after MDMA?",
     "I feel like I'm dying, I took too much acid",
     "I'm so depressed I want to end it all",
+    "I've been feeling suicidal since my ketamine sessions stopped.",
+    "Ive felt suicidal all week",
+    "I'm feeling suicidal",
+    "I'm planning to overdose tonight",
 ]
 
 NOT_CRISIS = [
