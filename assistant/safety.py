@@ -137,8 +137,8 @@ _SUICIDE_RE = _rx(
     r"\b" + _CANT + r"\s+(?:go on|keep going|do this)\s+(?:anymore|any more)\b",
     r"\bwant\s+(?:it|everything)\s+(?:all\s+)?to\s+(?:end|be over)\b",
     r"\b" + _IM + r"\s+" + _ADV + r"suicidal\b",
-    r"\bi(?:\s+feel|\s+felt|\s+have been feeling|'ve been feeling|ve been feeling|"
-    r"\s+keep feeling|'m feeling|m feeling|\s+am feeling|\s+was feeling|'ve felt|\s+have felt)\s+"
+    r"\bi(?:\s+feel|\s+felt|\s+have been feeling|'?ve been feeling|\s+keep feeling|"
+    r"'?m feeling|\s+am feeling|\s+was feeling|'?ve felt|\s+have felt)\s+"
     + _ADV + r"suicidal\b",
     r"\b(?:i've|ive|i have)\s+been\s+" + _ADV + r"suicidal\b",
     r"(?:^|[.?!,;]\s*)(?:feeling|been feeling)\s+" + _ADV + r"suicidal\b",
