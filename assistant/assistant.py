@@ -10,7 +10,8 @@ import time
 from collections.abc import Iterator
 
 from assistant import safety
-from assistant.answer import extractive
+from assistant.answer import Answerer, make_answerer
+from assistant.answer.extractive import Draft
 from assistant.answer.verify import unsupported
 from assistant.conversation import rewrite
 from assistant.errors import PsyqaError
@@ -38,10 +39,11 @@ def no_evidence_text(nearest: list[str], unknown: list[str]) -> str:
 class Assistant:
     """Answers questions from the index. Build once (heavy), call from many threads."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, answerer: Answerer | None = None) -> None:
         self.services = services
         self.settings = services.settings
         self.search = HybridSearch(services)
+        self.answerer = answerer or make_answerer(services.settings)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Assistant:
@@ -49,7 +51,7 @@ class Assistant:
 
     @property
     def backend(self) -> str:
-        return "extractive"
+        return self.answerer.name
 
     def retrieve(self, question: str, filters: Filters | None = None) -> list[Hit]:
         return self.search.search(question, self.settings.top_k, filters)
@@ -57,6 +59,15 @@ class Assistant:
     def ask(self, question: str, history: list[Turn] | list[dict] | None = None,
             filters: Filters | None = None) -> Answer:
         """Answer one question in the context of `history` (earlier turns, oldest first)."""
+        for item in self.ask_stream(question, history, filters):
+            if isinstance(item, Answer):
+                return item
+        raise AssertionError("ask_stream ended without an Answer")  # pragma: no cover
+
+    def ask_stream(self, question: str, history: list[Turn] | list[dict] | None = None,
+                   filters: Filters | None = None) -> Iterator[str | Answer]:
+        """Yield the answer text in pieces as it is ready (each piece already verified), then the
+        final Answer. The pieces concatenated equal `Answer.answer`."""
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         turns = [t if isinstance(t, Turn) else Turn.model_validate(t) for t in (history or [])]
@@ -67,47 +78,64 @@ class Assistant:
             answer.timings_ms = {k: round(v, 2) for k, v in timings.items()}
             return answer
 
-        if not q:
-            return done(self._fixed(EMPTY_QUESTION, "no_evidence", q))
-        if len(q) > self.settings.max_question_chars:
-            return done(self._fixed(
-                f"The question is {len(q):,} characters long; the limit is "
-                f"{self.settings.max_question_chars:,}. Please shorten it to the question itself.",
-                "declined", q[:200]))
-        decision = safety.check(q)
-        if decision is not None:
-            return done(self._fixed(decision.message, decision.status, q))
-        standalone = rewrite(q, turns)
+        fixed = self._screen(q)
+        if fixed is not None:
+            yield fixed.answer
+            yield done(fixed)
+            return
+        standalone = self.answerer.condense(q, turns) if turns else None
+        standalone = standalone or rewrite(q, turns)
         if standalone != q:
             decision = safety.check(standalone)
             if decision is not None:
-                return done(self._fixed(decision.message, decision.status, standalone))
+                ans = self._fixed(decision.message, decision.status, standalone)
+                yield ans.answer
+                yield done(ans)
+                return
         timings["safety"] = (time.perf_counter() - t0) * 1000
 
         t = time.perf_counter()
         hits = self.retrieve(standalone, filters)
         timings["retrieve"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        vocab = self._vocab()
-        draft = extractive.answer(standalone, hits, vocab, self.settings.min_evidence)
+        draft = None
+        first = True
+        for item in self.answerer.stream(standalone, hits, self._vocab(), self.settings.min_evidence):
+            if isinstance(item, Draft):
+                draft = item
+            else:
+                if first:
+                    timings["first_text"] = (time.perf_counter() - t0) * 1000
+                    first = False
+                yield item
+        assert draft is not None, "an answerer must end with a Draft"
         timings["answer"] = (time.perf_counter() - t) * 1000
         if draft.status == "answered":
             bad = unsupported(draft.text, draft.citations)
-            if bad:  # cannot happen for extractive answers; the gate exists for every backend
+            if bad:  # the last gate, for every backend: nothing unsupported is ever returned
                 raise AssertionError(f"unsupported sentences reached the gate: {bad}")
-            return done(Answer(answer=draft.text, citations=draft.citations, caveat=safety.CAVEAT,
-                               status="answered", standalone_question=standalone))
-        return done(Answer(answer=no_evidence_text(draft.nearest_topics, draft.unknown_terms),
-                           citations=[], caveat=safety.CAVEAT, status="no_evidence",
-                           standalone_question=standalone))
+            yield done(Answer(answer=draft.text, citations=draft.citations, caveat=safety.CAVEAT,
+                              status="answered", standalone_question=standalone, notes=draft.notes))
+            return
+        text = no_evidence_text(draft.nearest_topics, draft.unknown_terms)
+        if first:
+            yield text
+        yield done(Answer(answer=text, citations=[], caveat=safety.CAVEAT, status="no_evidence",
+                          standalone_question=standalone, notes=draft.notes))
 
-    def ask_stream(self, question: str, history=None, filters: Filters | None = None) -> Iterator[str | Answer]:
-        """Yield the answer text in pieces (sentence by sentence), then the final Answer."""
-        ans = self.ask(question, history, filters)
-        parts = ans.answer.split("\n") if "\n" in ans.answer else _sentence_pieces(ans.answer)
-        for i, piece in enumerate(parts):
-            yield piece + ("\n" if "\n" in ans.answer and i < len(parts) - 1 else " " if i < len(parts) - 1 else "")
-        yield ans
+    def _screen(self, q: str) -> Answer | None:
+        """Empty, over-long and safety-relevant questions get a fixed answer before retrieval."""
+        if not q:
+            return self._fixed(EMPTY_QUESTION, "no_evidence", q)
+        if len(q) > self.settings.max_question_chars:
+            return self._fixed(
+                f"The question is {len(q):,} characters long; the limit is "
+                f"{self.settings.max_question_chars:,}. Please shorten it to the question itself.",
+                "declined", q[:200])
+        decision = safety.check(q)
+        if decision is not None:
+            return self._fixed(decision.message, decision.status, q)
+        return None
 
     def _fixed(self, text: str, status: str, standalone: str) -> Answer:
         return Answer(answer=text, citations=[], caveat=safety.CAVEAT, status=status,  # type: ignore[arg-type]
@@ -116,13 +144,6 @@ class Assistant:
     def _vocab(self) -> dict | None:
         lex = self.services._lexical
         return getattr(lex.retriever, "vocab_dict", None) if lex is not None else None
-
-
-def _sentence_pieces(text: str) -> list[str]:
-    import re
-
-    pieces = re.split(r"(?<=\])\s+", text)
-    return [p for p in pieces if p]
 
 
 __all__ = ["Assistant", "PsyqaError", "Filters"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from assistant import lexicon
 from assistant.answer.terms import focus_words, stems, weighted_terms
@@ -53,6 +53,7 @@ class Draft:
     evidence: float
     unknown_terms: list[str]
     nearest_topics: list[str]
+    notes: list[str] = field(default_factory=list)
 
 
 def citation(n: int, hit: Hit, highlight: list[tuple[int, int]]) -> Citation:
@@ -194,3 +195,8 @@ def _nearest_topics(hits: list[Hit], n: int = 3) -> list[str]:
         if len(seen) >= n:
             break
     return seen
+
+
+def pieces(text: str) -> list[str]:
+    """The answer text in display pieces (one per sentence or bullet) that concatenate to it."""
+    return re.findall(r".+?\](?:\n|\s+|$)|.+$", text, flags=re.S) or [text]
