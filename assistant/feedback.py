@@ -1,0 +1,121 @@
+"""Feedback on answers: a small SQLite store under the data dir, and `psyqa feedback export`.
+
+One row per rating: question, answer, the cited chunk ids (JSON), the corpus hash the answer was
+built from, rating (+1 / -1), an optional comment, the "evidence is wrong" flag and the UTC time.
+WAL mode (readers never block the app), a busy timeout (two app sessions writing at once wait
+instead of failing) and parameterised SQL only.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import sqlite3
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+
+from assistant.settings import Settings
+
+FILENAME = "feedback.sqlite3"
+BUSY_TIMEOUT_MS = 5000
+COLUMNS = ("id", "created_at", "rating", "evidence_wrong", "comment", "question", "answer",
+           "chunk_ids", "corpus_hash", "status")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at TEXT NOT NULL,
+    rating INTEGER NOT NULL CHECK (rating IN (-1, 1)),
+    evidence_wrong INTEGER NOT NULL DEFAULT 0 CHECK (evidence_wrong IN (0, 1)),
+    comment TEXT NOT NULL DEFAULT '',
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    chunk_ids TEXT NOT NULL DEFAULT '[]',
+    corpus_hash TEXT,
+    status TEXT
+)
+"""
+
+MAX_COMMENT = 4000
+
+
+def db_path(settings: Settings) -> Path:
+    return Path(settings.data_dir) / FILENAME
+
+
+def connect(path: Path | str) -> sqlite3.Connection:
+    """Open (creating when missing) the feedback database in WAL mode with a busy timeout."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_MS)}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(_SCHEMA)
+    conn.commit()
+    return conn
+
+
+def save(path: Path | str, *, question: str, answer: str, chunk_ids: Iterable[str],
+         corpus_hash: str | None, rating: int, comment: str = "", evidence_wrong: bool = False,
+         status: str | None = None) -> int:
+    """Store one rating and return its row id. `rating` is +1 (helpful) or -1 (not helpful)."""
+    if rating not in (-1, 1):
+        raise ValueError(f"rating must be 1 or -1, got {rating!r}")
+    created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    row = (created, int(rating), 1 if evidence_wrong else 0, (comment or "")[:MAX_COMMENT],
+           question or "", answer or "", json.dumps(list(chunk_ids)), corpus_hash, status)
+    conn = connect(path)
+    try:
+        with conn:
+            cur = conn.execute(
+                "INSERT INTO feedback (created_at, rating, evidence_wrong, comment, question, "
+                "answer, chunk_ids, corpus_hash, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        return int(cur.lastrowid or 0)
+    finally:
+        conn.close()
+
+
+def rows(path: Path | str) -> list[dict]:
+    """All feedback rows, oldest first (an absent database has none)."""
+    if not Path(path).exists():
+        return []
+    conn = connect(path)
+    try:
+        conn.row_factory = sqlite3.Row
+        cur = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM feedback ORDER BY id")
+        return [dict(r) for r in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def export_csv(path: Path | str, out: TextIO) -> int:
+    """Write every row as CSV (header first) to `out`; return the number of rows."""
+    data = rows(path)
+    writer = csv.DictWriter(out, fieldnames=list(COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for r in data:
+        writer.writerow(r)
+    return len(data)
+
+
+def cmd_export(args, settings: Settings) -> int:
+    path = db_path(settings)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8", newline="") as fh:
+            n = export_csv(path, fh)
+        print(f"psyqa: {n} feedback row(s) written to {args.out}", file=sys.stderr)
+    else:
+        export_csv(path, sys.stdout)
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add `psyqa feedback export [--out FILE]` to the CLI."""
+    p = subparsers.add_parser("feedback", help="feedback given in the chat app")
+    sub = p.add_subparsers(dest="feedback_cmd", required=True)
+    e = sub.add_parser("export", help="write all feedback as CSV (stdout by default)")
+    e.add_argument("--out", type=Path, default=None, help="write to this file instead of stdout")
+    e.set_defaults(func=cmd_export)
