@@ -14,8 +14,6 @@ import tempfile
 import threading
 from pathlib import Path
 
-import numpy as np
-
 from assistant.models import embed_text
 
 _STEMMER_LOCK = threading.Lock()
@@ -121,11 +119,23 @@ def read_all(collection, batch: int = 5000):
     return ids, docs, metas
 
 
+def visible(meta: dict, generation: int) -> bool:
+    """Whether a chunk belongs to the committed `generation` (see ingest/pipeline.py NEVER)."""
+    return int(meta.get("gen", 0)) <= generation < int(meta.get("dead", 10**15))
+
+
+def visible_where(generation: int) -> dict:
+    """The same rule as a Chroma `where` clause."""
+    return {"$and": [{"gen": {"$lte": generation}}, {"dead": {"$gt": generation}}]}
+
+
 def build_from_collection(collection, generation: int) -> LexicalIndex:
+    """BM25 over exactly the chunks a reader of `generation` sees."""
     ids, docs, metas = read_all(collection)
-    texts = [embed_text(str(m.get("title", "")), str(m.get("section", "")), d)
-             for d, m in zip(docs, metas)]
-    return LexicalIndex.build(ids, texts, generation)
+    keep = [i for i, m in enumerate(metas) if visible(m, generation)]
+    texts = [embed_text(str(metas[i].get("title", "")), str(metas[i].get("section", "")), docs[i])
+             for i in keep]
+    return LexicalIndex.build([ids[i] for i in keep], texts, generation)
 
 
 def prune(data_dir: Path, keep: Path) -> None:
@@ -139,4 +149,5 @@ def prune(data_dir: Path, keep: Path) -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
-__all__ = ["LexicalIndex", "lexical_dir", "build_from_collection", "read_all", "prune", "np"]
+__all__ = ["LexicalIndex", "lexical_dir", "build_from_collection", "read_all", "prune", "visible",
+           "visible_where"]

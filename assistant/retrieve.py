@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from assistant import lexicon
 from assistant.models import Chunk
+from assistant.lexical import visible, visible_where
 from assistant.services import Services
 
 RRF_K = 60
@@ -32,9 +33,9 @@ class Filters(BaseModel):
     def empty(self) -> bool:
         return not (self.substances or self.conditions or self.source_types)
 
-    def where(self) -> dict | None:
-        """The Chroma `where` clause."""
-        groups = []
+    def where(self, generation: int | None = None) -> dict | None:
+        """The Chroma `where` clause; with `generation`, only chunks of that committed generation."""
+        groups = list(visible_where(generation)["$and"]) if generation is not None else []
         for prefix, values in (("sub_", self.substances), ("cond_", self.conditions)):
             if values:
                 ors = [{f"{prefix}{v}": True} for v in values]
@@ -88,7 +89,9 @@ class HybridSearch:
         k = k or s.top_k
         filters = filters or Filters()
         col = self.services.collection()
-        total = col.count()
+        # One committed generation for both sides: a sync in progress is invisible.
+        generation = int((col.metadata or {}).get("generation", 0))
+        total = int((col.metadata or {}).get("chunks", 0)) or col.count()
         if total == 0:
             return []
         expanded = lexicon.expand_query(query)
@@ -98,7 +101,7 @@ class HybridSearch:
         dense: list[tuple[str, float]] = []
         found: dict[str, tuple[str, dict]] = {}
         if mode in ("hybrid", "dense"):
-            res = col.query(query_embeddings=[qvec], n_results=n, where=filters.where(),
+            res = col.query(query_embeddings=[qvec], n_results=n, where=filters.where(generation),
                             include=["documents", "metadatas", "distances"])
             for cid, doc, meta, dist in zip(res["ids"][0], res["documents"][0],
                                             res["metadatas"][0], res["distances"][0]):
@@ -106,7 +109,8 @@ class HybridSearch:
                 found[cid] = (doc, meta)
         lexical: list[tuple[str, float]] = []
         if mode in ("hybrid", "lexical"):
-            lexical = self.services.lexical(col).search(expanded, n * (1 if filters.empty() else 4))
+            lex = self.services.lexical(col)
+            lexical = lex.search(expanded, n * (1 if filters.empty() else 4))
         sims = dict(dense)
         missing = [cid for cid, _ in lexical if cid not in found]
         if missing:
@@ -115,7 +119,8 @@ class HybridSearch:
                 found[cid] = (doc, meta)
                 sims[cid] = float(sum(a * b for a, b in zip(emb, qvec)))
         # A chunk deleted between the BM25 build and now is simply not found: skip it.
-        lexical = [(cid, sc) for cid, sc in lexical if cid in found and filters.matches(found[cid][1])][:n]
+        lexical = [(cid, sc) for cid, sc in lexical
+                   if cid in found and visible(found[cid][1], generation) and filters.matches(found[cid][1])][:n]
 
         fused: dict[str, float] = {}
         for rank, (cid, _) in enumerate(dense):

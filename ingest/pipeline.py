@@ -30,6 +30,10 @@ from ingest.loaders import SUPPORTED, load
 
 # Bump when loaders or chunking change what a file turns into: every document is re-chunked.
 PIPELINE_VERSION = "1"
+# Chunks carry `gen` (the generation whose commit made them visible) and `dead` (the generation
+# from which they are invisible; NEVER while alive). Readers of generation G filter on
+# gen <= G < dead, so an answer sees one committed generation, never a sync in progress.
+NEVER = 10**15
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,199}$")
 SKIP_NAMES = {"README.md", "readme.md", "README.txt"}
 
@@ -133,25 +137,41 @@ class DocState:
     ids: set[str] = field(default_factory=set)
     hashes: set[str] = field(default_factory=set)
     expected: int = -1
+    gens: dict[str, int] = field(default_factory=dict)   # chunk id -> generation it appeared in
+    doomed: int = 0                                      # chunks marked dead by an unfinished run
 
     def complete(self, doc_hash: str) -> bool:
-        return self.hashes == {doc_hash} and len(self.ids) == self.expected
+        return self.hashes == {doc_hash} and len(self.ids) == self.expected and not self.doomed
 
 
-def read_state(collection) -> dict[str, DocState]:
+def read_state(collection, committed: int | None = None) -> dict[str, DocState]:
+    """Documents as the collection holds them. Chunks already dead at the committed generation
+    (left by a run killed after its commit) are not part of any document: `garbage_ids` finds them."""
+    if committed is None:
+        committed = int((collection.metadata or {}).get("generation", 0))
     docs: dict[str, DocState] = {}
-    offset, batch = 0, 10000
+    for cid, m in _all_metadatas(collection):
+        dead = int(m.get("dead", NEVER))
+        if dead <= committed:
+            continue
+        d = docs.setdefault(m["doc_id"], DocState(m["doc_id"], m.get("source", ""), m.get("root", "")))
+        d.ids.add(cid)
+        d.hashes.add(m.get("doc_hash", ""))
+        d.expected = int(m.get("doc_chunks", -1))
+        d.gens[cid] = int(m.get("gen", 0))
+        if dead != NEVER:
+            d.doomed += 1
+    return docs
+
+
+def _all_metadatas(collection, batch: int = 10000):
+    offset = 0
     while True:
         got = collection.get(include=["metadatas"], limit=batch, offset=offset)
-        for cid, m in zip(got["ids"], got["metadatas"]):
-            d = docs.setdefault(m["doc_id"], DocState(m["doc_id"], m.get("source", ""), m.get("root", "")))
-            d.ids.add(cid)
-            d.hashes.add(m.get("doc_hash", ""))
-            d.expected = int(m.get("doc_chunks", -1))
+        yield from zip(got["ids"], got["metadatas"])
         offset += len(got["ids"])
         if len(got["ids"]) < batch:
             break
-    return docs
 
 
 # ------------------------------------------------------------------------------ the run
@@ -246,8 +266,9 @@ def _check_only(files, settings, report, progress) -> None:
             progress("check", i + 1, len(files))
 
 
-def chroma_meta(c: Chunk) -> dict:
+def chroma_meta(c: Chunk, gen: int = 0) -> dict:
     m = dict(c.metadata)
+    m.update(gen=gen, dead=NEVER)
     m.update(doc_id=c.doc_id, source=c.source, title=c.title, section=c.section,
              start=c.start, end=c.end, ordinal=c.ordinal)
     if c.page is not None:
@@ -272,7 +293,12 @@ def _sync(files, scopes, settings: Settings, report: IngestReport, rebuild: bool
             client.delete_collection(staging)  # left by a killed --rebuild; the live one is intact
         col = store.get_collection(client, name) or store.create_collection(client, name, settings)
         store.check_identity(col, settings)
-    state = read_state(col)
+    committed = int((col.metadata or {}).get("generation", 0))
+    new_gen = committed + 1
+    max_batch = _max_batch(client)
+    # Chunks already dead at the committed generation: a run was killed after its commit.
+    _delete_where(col, {"dead": {"$lte": committed}})
+    state = read_state(col, committed)
     by_source = {(d.root, d.source): d for d in state.values()}
 
     count = None
@@ -301,11 +327,7 @@ def _sync(files, scopes, settings: Settings, report: IngestReport, rebuild: bool
                                     "give one of them another 'id' in its front matter")
             seen_docs[doc_id] = sf.rel
             kept_docs.add(doc_id)
-            previous = state.get(doc_id)
-            if previous is not None and previous.source != sf.rel and (previous.root, previous.source) != (sf.root_key, sf.rel):
-                # The id moved to another file (renamed file with a fixed id): replace it.
-                pass
-            work.append((doc_id, chunks, previous))
+            work.append((doc_id, chunks, state.get(doc_id)))
         except DocumentError as exc:
             report.fail(sf.rel, f"{exc.problem}; {exc.fix}")
             # Nothing already indexed is lost: a failing file keeps its previous chunks.
@@ -338,7 +360,10 @@ def _sync(files, scopes, settings: Settings, report: IngestReport, rebuild: bool
                 progress("embed", done, len(to_embed))
     report.chunks_embedded = len(to_embed)
 
-    max_batch = _max_batch(client)
+    # Write: new chunks become visible at new_gen; kept chunks keep the generation they appeared
+    # in (their text is unchanged); extra chunks are marked dead from new_gen. Nothing a reader of
+    # the committed generation can see is removed before the commit.
+    doomed: list[str] = []
     for doc_id, chunks, previous in work:
         have = previous.ids if previous else set()
         new = [c for c in chunks if c.chunk_id not in have]
@@ -346,14 +371,13 @@ def _sync(files, scopes, settings: Settings, report: IngestReport, rebuild: bool
         for k in range(0, len(new), max_batch):
             part = new[k:k + max_batch]
             col.upsert(ids=[c.chunk_id for c in part], documents=[c.text for c in part],
-                       metadatas=[chroma_meta(c) for c in part],
+                       metadatas=[chroma_meta(c, new_gen) for c in part],
                        embeddings=[vectors[c.chunk_id] for c in part])
         for k in range(0, len(keep), max_batch):
             part = keep[k:k + max_batch]
-            col.update(ids=[c.chunk_id for c in part], metadatas=[chroma_meta(c) for c in part])
-        extra = sorted(have - {c.chunk_id for c in chunks})
-        for k in range(0, len(extra), max_batch):
-            col.delete(ids=extra[k:k + max_batch])
+            col.update(ids=[c.chunk_id for c in part],
+                       metadatas=[chroma_meta(c, previous.gens.get(c.chunk_id, new_gen)) for c in part])
+        doomed += sorted(have - {c.chunk_id for c in chunks})
         if previous is None:
             report.added += 1
         else:
@@ -364,24 +388,26 @@ def _sync(files, scopes, settings: Settings, report: IngestReport, rebuild: bool
         if d.doc_id in kept_docs:
             continue
         if any(d.root == key and d.source.startswith(prefix) for key, prefix in scopes):
-            ids = sorted(d.ids)
-            for k in range(0, len(ids), max_batch):
-                col.delete(ids=ids[k:k + max_batch])
+            doomed += sorted(d.ids)
             report.removed += 1
+    for k in range(0, len(doomed), max_batch):
+        part = doomed[k:k + max_batch]
+        col.update(ids=part, metadatas=[{"dead": new_gen}] * len(part))
 
     meta = dict(col.metadata or {})
-    generation = int(meta.get("generation", 0))
-    final_state = read_state(col) if (work or report.removed) else state
+    final_state = read_state(col, new_gen) if (work or doomed) else state
     corpus_hash = _corpus_hash(final_state)
     # A run killed after its writes but before this commit left the hash behind: commit now.
-    changed = bool(work or report.removed or rebuild) or corpus_hash != meta.get("corpus_hash")
-    if changed or generation == 0:
-        generation += 1
+    changed = bool(work or doomed or rebuild) or corpus_hash != meta.get("corpus_hash")
+    generation = committed
+    if changed or committed == 0:
+        generation = new_gen
         lex = build_from_collection(col, generation)
         target = lexical_dir(settings.data_dir, name, generation, _host(settings))
         lex.save(target)
         meta.update(store.identity(settings))
-        meta.update(generation=generation, documents=len(final_state), chunks=col.count(),
+        meta.update(generation=generation, documents=len(final_state),
+                    chunks=sum(len(d.ids) for d in final_state.values()),
                     corpus_hash=corpus_hash, last_ingest=_now())
         meta.pop("hnsw:space", None)
         col.modify(metadata=meta)  # the commit point: readers switch to the new generation
@@ -389,10 +415,15 @@ def _sync(files, scopes, settings: Settings, report: IngestReport, rebuild: bool
             if store.get_collection(client, name) is not None:
                 client.delete_collection(name)
             col.modify(name=name)
+        _delete_where(col, {"dead": {"$lte": generation}})  # readers of the new one never see these
         prune(settings.data_dir, target)
     report.generation = generation
     report.documents_total = int(meta.get("documents", 0))
     report.chunks_total = int(meta.get("chunks", 0))
+
+
+def _delete_where(col, where: dict) -> None:
+    col.delete(where=where)
 
 
 def _corpus_hash(state: dict[str, DocState]) -> str:
