@@ -1,0 +1,407 @@
+"""Ingest as a sync: identity, incremental runs, settings changes, SIGKILL at any moment,
+the ingest lock, and the CLI's machine-readable output. Real Chroma (embedded and `chroma run`),
+the real bundled model, the installed `psyqa` command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import (PSYQA, assert_consistent, cli_env, doc_ids, fresh_like, open_collection,
+                     parse_one_json, psyqa, snapshot, write_doc)
+
+from assistant.errors import IndexMismatchError
+from assistant.lexical import LexicalIndex, lexical_dir
+from ingest.pipeline import run
+
+pytestmark = pytest.mark.slow
+
+WORDS = ("psilocybin therapy session depression remission trial placebo dose patient outcome "
+         "integration preparation screening ketamine infusion response rate week follow-up "
+         "clinician consent serotonin receptor blinded cohort adverse event").split()
+
+
+def sentences(seed, n: int, words: int = 14) -> str:
+    rng = random.Random(str(seed))
+    return " ".join(" ".join(rng.choice(WORDS) for _ in range(words)).capitalize() + "." for _ in range(n))
+
+
+def small_corpus(corpus: Path) -> None:
+    """Four documents; `long.md` spans several chunks."""
+    write_doc(corpus / "alpha.md", "Alpha", f"## Background\n\n{sentences('a1', 3)}\n\n## Results\n\n{sentences('a2', 3)}\n",
+              source_type="summary", substances=["mdma"])
+    write_doc(corpus / "beta.md", "Beta", f"## Methods\n\n{sentences('b1', 3)}\n", source_type="trial")
+    write_doc(corpus / "sub" / "gamma.md", "Gamma", f"## Safety\n\n{sentences('g1', 4)}\n")
+    write_doc(corpus / "long.md", "Long", "## Part one\n\n" + sentences("l1", 40) + "\n\n## Part two\n\n" + sentences("l2", 5) + "\n")
+
+
+def ids_of(snap, doc: str) -> set[str]:
+    return {cid for cid, (d, _, _) in snap.items() if d == doc}
+
+
+def bm25_ids(settings) -> list[str]:
+    col = open_collection(settings)
+    gen = int(col.metadata["generation"])
+    host = f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else None
+    lex = LexicalIndex.load(lexical_dir(settings.data_dir, settings.collection, gen, host))
+    assert lex is not None, f"no BM25 files for generation {gen}"
+    assert lex.generation == gen
+    return lex.ids
+
+
+def assert_bm25_matches(settings) -> None:
+    ids = bm25_ids(settings)
+    col_ids = open_collection(settings).get()["ids"]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == set(col_ids), "BM25 files of the current generation differ from the collection"
+    host = f"{settings.chroma_host.replace(':', '_')}_{settings.chroma_port}-" if settings.chroma_host else ""
+    gens = [d for d in (settings.data_dir / "bm25").iterdir()
+            if d.is_dir() and d.name.startswith(f"{host}{settings.collection}-g")]
+    assert len(gens) == 1, f"older BM25 generations left behind: {gens}"
+
+
+def assert_equals_clean_build(settings, embedder, tmp_path: Path, name: str = "clean", **overrides) -> None:
+    clean = fresh_like(settings, tmp_path / name, **overrides)
+    report = run([settings.corpus_dir], clean, embedder=embedder)
+    got, want = snapshot(settings), snapshot(clean)
+    assert_consistent(got)
+    assert doc_ids(got) == doc_ids(want)
+    assert set(got) == set(want), (f"missing {sorted(set(want) - set(got))[:5]}, "
+                                   f"extra {sorted(set(got) - set(want))[:5]}")
+    assert got == want
+    return report
+
+
+# ----------------------------------------------------------------------------- identity and incremental
+
+def test_unchanged_second_run_embeds_nothing(backend, embedder):
+    small_corpus(backend.corpus_dir)
+    first = run([backend.corpus_dir], backend, embedder=embedder)
+    assert (first.added, first.updated, first.removed, first.failed) == (4, 0, 0, [])
+    before = snapshot(backend)
+    gen = open_collection(backend).metadata["generation"]
+    second = run([backend.corpus_dir], backend, embedder=embedder)
+    assert second.chunks_embedded == 0
+    assert (second.added, second.updated, second.unchanged, second.removed) == (0, 0, 4, 0)
+    assert snapshot(backend) == before
+    assert open_collection(backend).metadata["generation"] == gen, "a no-op run bumped the generation"
+    assert_bm25_matches(backend)
+
+
+def test_changed_file_replaces_only_its_chunks(backend, embedder):
+    small_corpus(backend.corpus_dir)
+    run([backend.corpus_dir], backend, embedder=embedder)
+    before = snapshot(backend)
+    long_path = backend.corpus_dir / "long.md"
+    long_path.write_text(long_path.read_text().replace("## Part two\n\n", "## Part two\n\nA new first sentence here. "))
+    report = run([backend.corpus_dir], backend, embedder=embedder)
+    after = snapshot(backend)
+    assert (report.added, report.updated, report.unchanged, report.removed) == (0, 1, 3, 0)
+    old, new = ids_of(before, "long.md"), ids_of(after, "long.md")
+    gone, fresh = old - new, new - old
+    assert gone and fresh, "editing a section must change some chunk ids"
+    assert not gone & set(after), "old chunk ids of the changed file are still there"
+    assert report.chunks_embedded == len(fresh), "unchanged chunks were re-embedded"
+    for doc in ("alpha.md", "beta.md", "sub/gamma.md"):
+        assert {k: before[k] for k in ids_of(before, doc)} == {k: after[k] for k in ids_of(after, doc)}
+    assert_consistent(after)
+    assert_bm25_matches(backend)
+
+
+def test_removed_file_loses_its_chunks(backend, embedder):
+    small_corpus(backend.corpus_dir)
+    run([backend.corpus_dir], backend, embedder=embedder)
+    before = snapshot(backend)
+    (backend.corpus_dir / "sub" / "gamma.md").unlink()
+    report = run([backend.corpus_dir], backend, embedder=embedder)
+    after = snapshot(backend)
+    assert (report.removed, report.unchanged, report.chunks_embedded) == (1, 3, 0)
+    assert "sub/gamma.md" not in doc_ids(after)
+    assert set(after) == set(before) - ids_of(before, "sub/gamma.md")
+    assert_bm25_matches(backend)
+
+
+def test_failing_file_keeps_its_previous_chunks(backend, embedder):
+    small_corpus(backend.corpus_dir)
+    run([backend.corpus_dir], backend, embedder=embedder)
+    before = snapshot(backend)
+    (backend.corpus_dir / "beta.md").write_text("---\ntitle: [broken\n---\n\nBody.\n")
+    report = run([backend.corpus_dir], backend, embedder=embedder)
+    assert [f["path"] for f in report.failed] == ["beta.md"]
+    assert report.removed == 0
+    assert snapshot(backend) == before, "nothing already indexed may be lost when a file fails"
+    assert_bm25_matches(backend)
+
+
+def test_sequence_of_changes_equals_clean_build(backend, embedder, tmp_path):
+    corpus = backend.corpus_dir
+    small_corpus(corpus)
+    run([corpus], backend, embedder=embedder)
+    (corpus / "alpha.md").write_text((corpus / "alpha.md").read_text().replace("## Results", "## Outcomes"))
+    (corpus / "beta.md").unlink()
+    write_doc(corpus / "delta.md", "Delta", f"## Notes\n\n{sentences('d1', 6)}\n")
+    write_doc(corpus / "renamed.md", "Gamma", (corpus / "sub" / "gamma.md").read_text().split("---\n", 2)[2])
+    (corpus / "sub" / "gamma.md").unlink()
+    report = run([corpus], backend, embedder=embedder)
+    assert (report.added, report.updated, report.removed, report.unchanged) == (2, 1, 2, 1)
+    report = run([corpus], backend, embedder=embedder)
+    assert report.chunks_embedded == 0 and report.unchanged == 4
+    assert_equals_clean_build(backend, embedder, tmp_path)
+    assert_bm25_matches(backend)
+
+
+def test_other_chunking_settings_need_rebuild(backend, embedder, tmp_path):
+    small_corpus(backend.corpus_dir)
+    run([backend.corpus_dir], backend, embedder=embedder)
+    before = snapshot(backend)
+    other = backend.model_copy(update={"max_tokens": 200})
+    with pytest.raises(IndexMismatchError) as info:
+        run([backend.corpus_dir], other, embedder=embedder)
+    assert "psyqa ingest --rebuild" in str(info.value)
+    assert "max_tokens" in str(info.value)
+    assert snapshot(backend) == before, "a refused run changed the index"
+    report = run([backend.corpus_dir], other, rebuild=True, embedder=embedder)
+    assert report.failed == [] and report.added == 4
+    assert open_collection(other).metadata["max_tokens"] == 200
+    assert snapshot(other) != before
+    assert_equals_clean_build(other, embedder, tmp_path, max_tokens=200)
+    assert_bm25_matches(other)
+    names = [c.name if hasattr(c, "name") else c for c in _client(other).list_collections()]
+    assert f"{other.collection}__rebuild" not in names, "the staging collection was left behind"
+    # ...and the old settings are now the mismatch.
+    with pytest.raises(IndexMismatchError):
+        run([backend.corpus_dir], backend, embedder=embedder)
+
+
+def _client(settings):
+    from assistant import store
+
+    return store.open_client(settings)
+
+
+# ----------------------------------------------------------------------------- SIGKILL
+
+def kill_doc(corpus: Path, i: int, version: int) -> None:
+    write_doc(corpus / f"doc-{i:03d}.md", f"Document {i}",
+              f"## Background\n\n{sentences((i, version, 'b'), 5)}\n\n## Findings\n\n{sentences((i, version, 'f'), 5)}\n",
+              source_type="summary")
+
+
+def _run_and_kill(settings, corpus: Path, after: float, *extra: str) -> str:
+    proc = subprocess.Popen([PSYQA, "ingest", str(corpus), *extra], cwd=str(Path(__file__).resolve().parents[1]),
+                            env=cli_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        proc.wait(timeout=after)
+        return f"finished before the kill (rc {proc.returncode})"
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        return "killed"
+    finally:
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def test_sigkill_at_any_moment_then_rerun_equals_clean_build(tmp_path, settings_factory, embedder):
+    corpus = tmp_path / "corpus"
+    for i in range(60):
+        kill_doc(corpus, i, 0)
+    measure = settings_factory(tmp_path / "measure", corpus_dir=corpus)
+    t0 = time.perf_counter()
+    res = psyqa("ingest", corpus, settings=measure)
+    T = time.perf_counter() - t0
+    assert res.returncode == 0, res.stderr
+    assert len(doc_ids(snapshot(measure))) == 60
+
+    victim = settings_factory(tmp_path / "victim", corpus_dir=corpus)
+    outcomes = []
+    rng = random.Random(42)
+    next_id = 60
+    for step, frac in enumerate([0.15, 0.3, 0.5, 0.7, 0.85, 0.95]):
+        if step >= 2:  # change the corpus between kills: edit some, delete some, add some
+            present = sorted(int(p.stem.split("-")[1]) for p in corpus.glob("doc-*.md"))
+            for i in rng.sample(present, 3):
+                kill_doc(corpus, i, step)
+            for i in rng.sample(present, 2):
+                (corpus / f"doc-{i:03d}.md").unlink(missing_ok=True)
+            for _ in range(2):
+                kill_doc(corpus, next_id, 0)
+                next_id += 1
+        outcomes.append((frac, _run_and_kill(victim, corpus, frac * T)))
+        assert_consistent_or_partial(victim)
+    outcomes.append(("rebuild 0.8", _run_and_kill(victim, corpus, 0.8 * T, "--rebuild")))
+    final = psyqa("ingest", corpus, "--json", settings=victim)
+    assert final.returncode == 0, final.stderr
+    assert parse_one_json(final.stdout)["failed"] == []
+    assert sum(o == "killed" for _, o in outcomes) >= 5, outcomes
+
+    clean = settings_factory(tmp_path / "clean", corpus_dir=corpus)
+    run([corpus], clean, embedder=embedder)
+    got, want = snapshot(victim), snapshot(clean)
+    assert_consistent(got)
+    assert doc_ids(got) == doc_ids(want)
+    assert got == want, f"after kills {outcomes}: index differs from a clean build"
+    assert_bm25_matches(victim)
+    status = psyqa("status", "--json", settings=victim)
+    assert status.returncode == 0, status.stderr
+    st = parse_one_json(status.stdout)
+    assert st["drift"] == {"new": [], "changed": [], "removed": []}, st["drift"]
+    assert st["documents"] == len(doc_ids(want)) and st["chunks"] == len(want)
+
+
+def assert_consistent_or_partial(settings) -> None:
+    """After a kill the store must still open and hold no duplicate ids (half-written docs allowed)."""
+    if (settings.data_dir / "chroma").exists():
+        snapshot(settings)
+
+
+@pytest.mark.server
+def test_sigkill_against_server_then_rerun_equals_clean_build(tmp_path, chroma_server, embedder):
+    from helpers import unique_collection
+
+    from assistant.settings import Settings
+
+    host, port = chroma_server
+    corpus = tmp_path / "corpus"
+    for i in range(40):
+        kill_doc(corpus, i, 0)
+    victim = Settings(data_dir=tmp_path / "victim", corpus_dir=corpus, chroma_host=host, chroma_port=port,
+                      collection=unique_collection("kill"))
+    # Kill while writing: wait until the first chunks are in the collection, then kill at once.
+    proc = subprocess.Popen([PSYQA, "ingest", str(corpus)], env=cli_env(victim),
+                            cwd=str(Path(__file__).resolve().parents[1]),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    killed_with = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        col = open_collection(victim)
+        if col is not None and col.count() > 0:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed_with = col.count()
+            break
+        time.sleep(0.05)
+    proc.wait(30)
+    kill_doc(corpus, 3, 1)
+    (corpus / "doc-007.md").unlink()
+    res = psyqa("ingest", corpus, settings=victim)
+    assert res.returncode == 0, res.stderr
+    assert_equals_clean_build(victim, embedder, tmp_path)
+    assert_bm25_matches(victim)
+    assert killed_with is None or killed_with >= 1
+
+
+# ----------------------------------------------------------------------------- lock
+
+def test_second_ingest_refused_while_lock_held(tmp_path, settings_factory):
+    from filelock import FileLock
+
+    settings = settings_factory()
+    write_doc(settings.corpus_dir / "a.md", "A", "Body text.\n")
+    settings.data_dir.mkdir(parents=True)
+    with FileLock(str(settings.data_dir / "ingest.lock")):
+        t0 = time.perf_counter()
+        res = psyqa("ingest", settings.corpus_dir, settings=settings, timeout=60)
+        took = time.perf_counter() - t0
+    assert res.returncode != 0
+    assert "another" in res.stderr.lower() and "ingest" in res.stderr and "running" in res.stderr, res.stderr
+    assert took < 30, f"took {took:.1f} s to give up"
+    assert open_collection(settings) is None, "the refused run wrote to the index"
+
+
+# ----------------------------------------------------------------------------- output
+
+def test_json_output_is_one_object(tmp_path, settings_factory):
+    settings = settings_factory()
+    small_corpus(settings.corpus_dir)
+    (settings.corpus_dir / "bad.md").write_text("")
+    res = psyqa("ingest", settings.corpus_dir, "--json", settings=settings)
+    assert res.returncode == 1, res.stderr
+    out = parse_one_json(res.stdout)
+    assert isinstance(out, dict)
+    for key in ("added", "updated", "unchanged", "removed", "chunks_embedded"):
+        assert isinstance(out[key], int) and not isinstance(out[key], bool), key
+    assert isinstance(out["seconds"], (int, float)) and out["seconds"] > 0
+    assert (out["added"], out["updated"], out["unchanged"], out["removed"]) == (4, 0, 0, 0)
+    assert out["chunks_embedded"] == len(snapshot(settings))
+    assert isinstance(out["failed"], list) and len(out["failed"]) == 1
+    assert set(out["failed"][0]) == {"path", "error"}
+    assert out["failed"][0]["path"] == "bad.md" and "empty" in out["failed"][0]["error"]
+    # A second run: JSON again, everything unchanged.
+    (settings.corpus_dir / "bad.md").unlink()
+    again = parse_one_json(psyqa("ingest", settings.corpus_dir, "--json", settings=settings).stdout)
+    assert (again["unchanged"], again["chunks_embedded"], again["failed"]) == (4, 0, [])
+
+
+def test_check_validates_without_writing(tmp_path, settings_factory, embedder):
+    settings = settings_factory()
+    small_corpus(settings.corpus_dir)
+    (settings.corpus_dir / "bad.md").write_text("---\ntitle: Bad\nflavour: mint\n---\n\nBody.\n")
+    res = psyqa("ingest", settings.corpus_dir, "--check", settings=settings)
+    assert res.returncode == 1
+    lines = [ln for ln in res.stderr.splitlines() if "bad.md" in ln]
+    assert len(lines) == 1 and "flavour" in lines[0], res.stderr
+    assert "1 file(s) failed" in res.stdout
+    assert open_collection(settings) is None, "--check created a collection"
+    # Over an existing index: nothing changes, not even the generation.
+    (settings.corpus_dir / "bad.md").unlink()
+    run([settings.corpus_dir], settings, embedder=embedder)
+    before, meta = snapshot(settings), dict(open_collection(settings).metadata)
+    (settings.corpus_dir / "beta.md").write_text((settings.corpus_dir / "beta.md").read_text() + "\nMore text.\n")
+    res = psyqa("ingest", settings.corpus_dir, "--check", "--json", settings=settings)
+    assert res.returncode == 0, res.stderr
+    assert parse_one_json(res.stdout)["failed"] == []
+    assert snapshot(settings) == before and dict(open_collection(settings).metadata) == meta
+
+
+def test_status_json_and_drift(tmp_path, settings_factory, embedder):
+    settings = settings_factory()
+    small_corpus(settings.corpus_dir)
+    empty = parse_one_json(psyqa("status", "--json", settings=settings).stdout)
+    assert empty["chunks"] == 0 and sorted(empty["drift"]["new"]) == ["alpha.md", "beta.md", "long.md", "sub/gamma.md"]
+    report = run([settings.corpus_dir], settings, embedder=embedder)
+    res = psyqa("status", "--json", settings=settings)
+    assert res.returncode == 0, res.stderr
+    st = parse_one_json(res.stdout)
+    meta = open_collection(settings).metadata
+    assert st["documents"] == 4 and st["chunks"] == report.chunks_embedded == len(snapshot(settings))
+    assert st["embedding_model"] == settings.embedding_model
+    assert st["last_ingest"] == meta["last_ingest"] and st["last_ingest"]
+    assert st["corpus_hash"] == meta["corpus_hash"] and st["corpus_hash"]
+    assert st["drift"] == {"new": [], "changed": [], "removed": []}
+    (settings.corpus_dir / "alpha.md").write_text((settings.corpus_dir / "alpha.md").read_text() + "\nEdited.\n")
+    (settings.corpus_dir / "beta.md").unlink()
+    write_doc(settings.corpus_dir / "new.md", "New", "Fresh.\n")
+    st = parse_one_json(psyqa("status", "--json", settings=settings).stdout)
+    assert st["drift"] == {"new": ["new.md"], "changed": ["alpha.md"], "removed": ["beta.md"]}, st["drift"]
+
+
+def test_config_honours_env_and_dotenv(tmp_path):
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    (work / ".env").write_text("PSYQA_TOP_K=9\nPSYQA_COLLECTION=from-dotenv\nPSYQA_MAX_PER_DOC=5\n")
+    env = cli_env(None, PSYQA_MAX_PER_DOC="3", PSYQA_DATA_DIR=str(tmp_path / "d"))
+    res = psyqa("config", cwd=work, env=env)
+    assert res.returncode == 0, res.stderr
+    lines = set(res.stdout.splitlines())
+    assert "PSYQA_TOP_K = 9" in lines                 # from .env
+    assert "PSYQA_COLLECTION = from-dotenv" in lines  # from .env
+    assert "PSYQA_MAX_PER_DOC = 3" in lines           # the environment wins over .env
+    assert f"PSYQA_DATA_DIR = {tmp_path / 'd'}" in lines
+    assert "PSYQA_MAX_TOKENS = 256" in lines          # a default
+    as_json = json.loads(psyqa("config", "--json", cwd=work, env=env).stdout)
+    assert as_json["top_k"] == 9 and as_json["max_per_doc"] == 3 and as_json["collection"] == "from-dotenv"
+    # From that cwd the .env applies to ingest too (absolute corpus path): --check only reads.
+    corpus = tmp_path / "corpus"
+    write_doc(corpus / "a.md", "A", "Body.\n")
+    res = psyqa("ingest", "--check", "--json", corpus, cwd=work, env=env)
+    assert res.returncode == 0, res.stderr
+    assert parse_one_json(res.stdout)["failed"] == []
