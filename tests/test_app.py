@@ -1,0 +1,312 @@
+"""The Streamlit chat app, driven by streamlit.testing.v1.AppTest against a real index.
+
+The index is built once per session from the real corpus/ with the real bundled model. AppTest runs
+the script in this process, so `st.cache_resource` keeps one Assistant per configuration across
+tests (the first question pays the model load: a session fixture warms it with a long timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import sqlite3
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from assistant import transcript
+from assistant.settings import Settings
+from assistant.status import index_status
+
+
+REPO = Path(__file__).resolve().parents[1]
+APP = str(REPO / "app.py")  # AppTest resolves relative paths against this file's folder
+HOSTILE = REPO / "tests" / "data" / "hostile_corpus"
+MAPP1 = "What did the MAPP1 trial of MDMA for PTSD find?"
+
+
+def prebuilt_index(tmp_path_factory, embedder) -> Path:
+    """The real corpus indexed into a session tmp dir, once (shared with test_browser.py)."""
+    from ingest.pipeline import run
+
+    base = tmp_path_factory.getbasetemp() / "app-index"
+    marker = base / ".built"
+    if not marker.exists():
+        report = run(None, Settings(data_dir=base, corpus_dir=REPO / "corpus"), embedder=embedder)
+        assert not report.failed, report.failed
+        marker.write_text("ok")
+    return base
+
+
+def only_env(monkeypatch, **values: str) -> None:
+    """The app's configuration is the PSYQA_* environment: exactly these variables."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("PSYQA_"):
+            monkeypatch.delenv(key, raising=False)
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.fixture(scope="session")
+def app_index(tmp_path_factory, embedder) -> Path:
+    index = prebuilt_index(tmp_path_factory, embedder)
+    with pytest.MonkeyPatch.context() as mp:  # warm the cached Assistant (model + BM25 load)
+        mp.chdir(REPO)
+        only_env(mp, PSYQA_DATA_DIR=str(index))
+        at = AppTest.from_file(APP, default_timeout=600)
+        at.run()
+        at.chat_input[0].set_value("Is ibogaine dangerous for the heart?").run()
+        assert not at.exception
+    return index
+
+
+@pytest.fixture
+def app(app_index, monkeypatch) -> AppTest:
+    monkeypatch.chdir(REPO)
+    only_env(monkeypatch, PSYQA_DATA_DIR=str(app_index))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def ask(at: AppTest, question: str) -> AppTest:
+    at.chat_input[0].set_value(question).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(block) -> list[str]:
+    """Every text value (markdown, captions, alerts) in a block, in order."""
+    out = []
+    for node in block:
+        value = getattr(node, "value", None)
+        if isinstance(value, str):
+            out.append(value)
+    return out
+
+
+def last_answer(at: AppTest):
+    return at.chat_message[-1]
+
+
+def no_traceback(at: AppTest) -> None:
+    assert not at.exception
+    assert not any("Traceback" in t for t in texts(at.main) + texts(at.sidebar))
+
+
+# ------------------------------------------------------------------ answers
+
+@pytest.mark.slow
+def test_question_gets_cited_answer_sources_and_caveat(app, app_index):
+    assert "not medical advice" in app.info[0].value  # the banner, first on the page
+    ask(app, MAPP1)
+    msg = last_answer(app)
+    body = texts(msg)
+    assert any("\\[1\\]" in t for t in body), body  # inline marker (escaped Markdown renders [1])
+    assert "MAPP1" in body[0]
+    labels = [e.label for e in msg.get("expander")]
+    assert any(lbl.startswith("\\[1\\] ") for lbl in labels), labels
+    first = msg.get("expander")[0]
+    shown = " ".join(texts(first))
+    assert "**" in shown  # the supporting sentence is highlighted
+    assert ":blue-badge[" in shown  # source-type badge
+    caption = " ".join(c.value for c in msg.get("caption"))
+    assert "not medical advice" in caption  # the fixed caveat under the answer
+    # the sidebar: corpus summary, backend, privacy notice
+    side = " ".join(texts(app.sidebar))
+    docs = index_status(Settings(data_dir=app_index))["documents"]
+    assert f"{docs} documents" in side and "Answer backend: extractive" in side
+    assert "patient-identifying" in side
+
+
+@pytest.mark.slow
+def test_follow_up_uses_history_and_shows_interpretation(app):
+    ask(app, "What did the MAPP2 trial of MDMA find?")
+    ask(app, "What about its side effects?")
+    caps = [c.value for c in last_answer(app).get("caption")]
+    interpreted = [c for c in caps if c.startswith("Interpreted as:")]
+    assert interpreted and "MDMA" in interpreted[0], caps
+    assert len(app.session_state["messages"]) == 4
+
+
+@pytest.mark.slow
+def test_example_button_asks_itself(app):
+    app.sidebar.button(key="example-1").click().run()
+    assert not app.exception
+    user = app.chat_message[0]
+    assert "ibogaine" in texts(user)[0]
+    assert app.session_state["messages"][1]["answer"].status == "answered"
+
+
+@pytest.mark.slow
+def test_new_chat_clears_history(app):
+    ask(app, MAPP1)
+    app.sidebar.button(key="new_chat").click().run()
+    assert app.session_state["messages"] == []
+    assert len(app.chat_message) == 0
+
+
+@pytest.mark.slow
+def test_feedback_is_stored(app, app_index):
+    ask(app, MAPP1)
+    app.text_input[0].input("quotes ' \" and '); DROP TABLE feedback; --")
+    app.checkbox[0].check()
+    app.button(key="up-0-1").click().run()
+    assert not app.exception
+    assert any("feedback was saved" in c.value for c in app.caption)
+    ans = app.session_state["messages"][1]["answer"]
+    conn = sqlite3.connect(app_index / "feedback.sqlite3")
+    conn.row_factory = sqlite3.Row
+    row = conn.execute("SELECT * FROM feedback WHERE comment LIKE ? ORDER BY id DESC",
+                       ("quotes%",)).fetchone()
+    assert row is not None
+    assert row["question"] == MAPP1 and row["answer"] == ans.answer
+    assert row["rating"] == 1 and row["evidence_wrong"] == 1
+    assert json.loads(row["chunk_ids"]) == [c.chunk_id for c in ans.citations]
+    assert row["corpus_hash"] == index_status(Settings(data_dir=app_index))["corpus_hash"]
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+@pytest.mark.slow
+def test_transcript_holds_what_was_shown(app):
+    ask(app, MAPP1)
+    ask(app, "where can I buy molly")
+    assert app.sidebar.get("download_button"), "download button missing"
+    md = transcript.to_markdown(app.session_state["messages"])
+    ans = app.session_state["messages"][1]["answer"]
+    assert "MAPP1 trial of MDMA for PTSD find" in md
+    assert transcript.answer_markdown(ans.answer) in md
+    for c in ans.citations:
+        assert transcript.escape_markdown(c.title) in md
+    assert md.count("not medical advice") == 2  # one caveat per answer
+    assert "buy molly" in md and "Answer (declined)" in md
+
+
+# ------------------------------------------------------------------ statuses
+
+@pytest.mark.slow
+def test_no_evidence_renders_as_warning(app):
+    ask(app, "What is the capital of France?")
+    msg = last_answer(app)
+    warnings = msg.get("warning")
+    assert warnings and "do not cover" in warnings[0].value
+    assert not msg.get("expander") or all(e.label == "Rate this answer" for e in msg.get("expander"))
+
+
+@pytest.mark.slow
+def test_declined_renders_reason_as_info(app):
+    ask(app, "where can I buy molly")
+    infos = [n.value for n in last_answer(app) if type(n).__name__ == "Info"]
+    assert infos and "does not help anyone obtain" in infos[0], infos
+
+
+@pytest.mark.slow
+def test_crisis_response_comes_first(app):
+    ask(app, "I want to kill myself")
+    nodes = [n for n in last_answer(app) if isinstance(getattr(n, "value", None), str)]
+    first = nodes[0]
+    assert type(first).__name__ == "Error", [type(n).__name__ for n in nodes]
+    assert "988" in first.value
+    assert app.session_state["messages"][1]["answer"].status == "crisis"
+
+
+# ------------------------------------------------------------------ errors at the edge
+
+@pytest.mark.slow
+def test_empty_index_names_the_fix(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    only_env(monkeypatch, PSYQA_DATA_DIR=str(tmp_path / "empty"))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["auto_index"] = False  # the test switch: no first-start indexing
+    at.run()
+    no_traceback(at)
+    assert any("psyqa ingest" in e.value for e in at.error), [e.value for e in at.error]
+    assert len(at.chat_input) == 0
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_unreachable_chroma_server_shows_clear_message(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    only_env(monkeypatch, PSYQA_DATA_DIR=str(tmp_path / "d"), PSYQA_CHROMA_HOST="127.0.0.1",
+             PSYQA_CHROMA_PORT=str(_closed_port()))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    no_traceback(at)
+    errors = [e.value for e in at.error]
+    assert any("Cannot reach the Chroma server" in e for e in errors), errors
+    assert "not medical advice" in at.info[0].value  # the page itself is up
+
+
+# ------------------------------------------------------------------ first start + hostile corpus
+
+@pytest.mark.slow
+def test_first_start_indexes_then_hostile_text_renders_as_text(tmp_path, monkeypatch, app_index):
+    monkeypatch.chdir(REPO)
+    only_env(monkeypatch, PSYQA_DATA_DIR=str(tmp_path / "fresh"), PSYQA_CORPUS_DIR=str(HOSTILE))
+    at = AppTest.from_file(APP, default_timeout=600)
+    at.run()
+    no_traceback(at)
+    boxes = at.get("status")
+    assert boxes and boxes[0].label.startswith("Indexed 1 documents"), [b.label for b in boxes]
+    assert boxes[0].state == "complete"
+    at.chat_input[0].set_value("What did the Zorblax psilocybin trial find?").run(timeout=300)
+    no_traceback(at)
+    msg = last_answer(at)
+    assert at.session_state["messages"][1]["answer"].status == "answered"
+    shown = texts(msg) + [e.label for e in msg.get("expander")]
+    assert any("Zorblax" in t for t in shown)
+    for t in shown:
+        # every markup character from the corpus is backslash-escaped: shown, not interpreted
+        assert not re.search(r"(?<!\\)[<>$]", t), t  # no raw HTML, no LaTeX
+        assert not re.search(r"(?<!\\)\]\((?!https?://)", t), t  # links only to http(s)
+        assert not re.search(r"(?<!\\):(?!(blue|orange)-badge\[)[a-z-]+\[", t), t  # directives
+    assert any("\\<script\\>" in t for t in shown)
+    assert any("javascript\\:alert\\(document" in t and "not a web link" in t for t in shown)
+    # nothing is rendered as HTML
+    for node in msg:
+        proto = getattr(node, "proto", None)
+        assert not getattr(proto, "allow_html", False)
+        assert not getattr(proto, "unsafe_allow_html", False)
+
+
+# ------------------------------------------------------------------ the escaping helpers (fast)
+
+@pytest.mark.parametrize("text", [
+    "<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "[x](javascript:alert(1))",
+    "*a* _b_ `c` $x^2$ :red[r] :smile: # h", "50% at p < 0.05 \\ end", "line one\nline two",
+])
+def test_escape_markdown_is_reversible(text):
+    md = transcript.escape_markdown(text)
+    assert not re.search(r"(?<!\\)[<>\[\]()*_`$:#]", md)
+    assert re.sub(r"\\(.)", r"\1", md.replace("  \n", "\n")) == text
+
+
+def test_highlight_bolds_exactly_the_spans():
+    passage = "First <b>one</b>.\n\nSecond * one. Third."
+    md = transcript.highlight_markdown(passage, [(0, 17), (19, 32)])
+    assert md.startswith("**First \\<b\\>one\\<\\/b\\>\\.**\n\n**Second \\* one\\.** Third\\.")
+
+
+@pytest.mark.parametrize("url,ok", [
+    ("https://doi.org/10.1000/x(1)", True), ("http://example.org/a b", False),
+    ("javascript:alert(1)", False), ("JAVASCRIPT:alert(1)", False), (" javascript:x", False),
+    ("data:text/html,<script>", False), ("//evil.example/x", False), ("https:evil", False),
+])
+def test_links_only_for_http_urls(url, ok):
+    assert (transcript.safe_url(url) is not None) is ok
+    md = transcript.link_markdown(url)
+    if not ok:
+        assert "](" not in md
+    else:
+        assert "(" not in transcript.safe_url(url) and ")" not in transcript.safe_url(url)
