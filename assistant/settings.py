@@ -57,9 +57,9 @@ class Settings(BaseSettings):
     max_file_mb: float = Field(10.0, description="Files larger than this are refused")
 
     # Retrieval and answers
-    top_k: int = Field(6, description="Passages handed to the answerer")
+    top_k: int = Field(8, description="Passages handed to the answerer")
     candidates: int = Field(40, description="Candidates per retriever before fusion")
-    max_per_doc: int = Field(2, description="At most this many passages from one document")
+    max_per_doc: int = Field(3, description="At most this many passages from one document")
     min_evidence: float = Field(
         0.35, description="Abstain when the best passage's evidence score is below this"
     )

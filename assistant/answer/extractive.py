@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from assistant import lexicon
 from assistant.answer.terms import focus_words, stems, weighted_terms
@@ -87,8 +88,10 @@ def unknown_terms(question: str, vocab: dict | None) -> list[str]:
     for word, stem in focus_words(question):
         if stem in vocab or word in vocab or len(word) < 4:
             continue
-        if lexicon.find_substances(word) or lexicon.find_conditions(word):
+        if lexicon.find_substances(word) or lexicon.find_conditions(word) or word in _alias_words():
             continue
+        if len(word) >= 6 and any(v.startswith(word[:5]) for v in _vocab_list(vocab)):
+            continue  # another form of a word the corpus knows (Mexican / Mexico)
         if difflib.get_close_matches(stem, _vocab_list(vocab), n=1, cutoff=0.85):
             continue  # a typo of a word the corpus knows
         out.append(word)
@@ -96,6 +99,17 @@ def unknown_terms(question: str, vocab: dict | None) -> list[str]:
 
 
 _VOCAB_CACHE: dict[int, list[str]] = {}
+
+
+@lru_cache(maxsize=1)
+def _alias_words() -> frozenset[str]:
+    """Single words of the lexicon's aliases ("magic" of magic mushrooms, "venom" of toad venom)."""
+    out: set[str] = set()
+    for table in (lexicon.SUBSTANCES, lexicon.CONDITIONS):
+        for aliases in table.values():
+            for alias in aliases:
+                out.update(re.findall(r"[a-z0-9]+", alias.lower()))
+    return frozenset(out)
 
 
 def _vocab_list(vocab: dict) -> list[str]:

@@ -22,6 +22,15 @@ thing things say says said mean means new latest current currently there their t
 those with without between compared versus vs yes no not any some all more most less risk risks
 safe safety make makes made get got take takes taking been being have has had your you my me we
 our us it its they them he she his her one two three first second year years
+happen happens happened happening become becomes became sample samples well actually combine
+combined combining combination quit quitting overall exactly typical typically usually often
+common commonly likely long short high low large small big increase increases decrease reduce
+reduces compare comparison difference differ differs similar whole part parts kind kinds
+wrong right true false real main major minor important key basic general specific particular
+way ways able okay ok look looks looked seem seems seemed feel feels felt go goes went come comes
+came put puts keep keeps let lets start started stop stopped try tried call called ask asked
+need needs needed happen anyone everyone anybody somebody person's people's today now ever
+still yet already soon later earlier recent recently old older young younger
 """.split())
 
 
