@@ -237,7 +237,7 @@ def sidebar(key: tuple, status: dict | None):
     for n, q in enumerate(EXAMPLES):
         if sb.button(q, key=f"example-{n}", use_container_width=True):
             clicked = q
-    if sb.button("New chat", icon="🆕", key="new_chat"):
+    if sb.button("New chat", icon=":material/add_comment:", key="new_chat"):
         st.session_state.messages = []
         st.session_state.chat_id += 1
         st.rerun()
@@ -264,7 +264,7 @@ def main() -> None:
     download.download_button("Download conversation (Markdown)", key="download",
                              data=transcript.to_markdown(st.session_state.messages),
                              file_name="psyqa-conversation.md", mime="text/markdown",
-                             disabled=not st.session_state.messages, icon="⬇️")
+                             disabled=not st.session_state.messages, icon=":material/download:")
 
 
 def chat(status: dict, filters, clicked: str | None) -> None:
