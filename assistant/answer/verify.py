@@ -24,9 +24,11 @@ _MARKER = re.compile(r"\s*\[(\d+)\]")
 _BULLET = re.compile(r"^\s*[-*•]\s+")
 
 # At least this share of a generated sentence's content words must occur in its cited passages.
-MIN_CONTENT_OVERLAP = 0.4
+MIN_CONTENT_OVERLAP = 0.5
 # A passage sentence sharing this share of a generated sentence's words is "about the same thing".
 RELATED = 0.5
+# Passage sentences within this much of the best overlap count as "the one it paraphrases".
+NEAR_BEST = 0.1
 
 
 def split_marked(answer: str) -> list[tuple[str, list[int]]]:
@@ -102,8 +104,8 @@ def negated(text: str) -> bool:
 
 
 def negation_scopes(text: str) -> list[set[str]]:
-    """For each negation in `text`, the content stems of the next few words it governs
-    ("did not reach statistical significance" → {reach, statist, signific})."""
+    """For each negation in `text`, the first content word it governs, stemmed
+    ("did not reach statistical significance" → {reach}; "no serious adverse events" → {serious})."""
     t = _fold(text)
     out = []
     for m in _NEG.finditer(t):
@@ -111,7 +113,7 @@ def negation_scopes(text: str) -> list[set[str]]:
         stop = _SCOPE_END.search(tail)
         if stop:
             tail = tail[:stop.start()]
-        scope = set(stems(" ".join(tail.split()[:4])))
+        scope = set(stems(" ".join(tail.split()[:4]))[:1])
         if scope:
             out.append(scope)
     return out
@@ -173,7 +175,7 @@ def support_problems(sentence: str, cited: Sequence[Citation]) -> list[str]:
     """Why `sentence` is not supported by the passages of `cited` (empty list: supported).
 
     The evidence is each cited passage; its title and section also count for figures and names
-    (the model is shown them). Checks: figures, substance and condition names, content words,
+    (the model is shown the title), not for content words. Checks: figures, substance and condition names, content words,
     negations (a negation in the sentence must be in a related passage sentence; a passage
     sentence about the same thing that negates what the sentence asserts fails it).
     """
@@ -194,18 +196,20 @@ def support_problems(sentence: str, cited: Sequence[Citation]) -> list[str]:
     if not s_stems:
         problems.append("no content words to check")
         return problems
-    if overlap(s_stems, _stem_set(context)) < MIN_CONTENT_OVERLAP:
+    if overlap(s_stems, _stem_set(" ".join(c.passage for c in cited))) < MIN_CONTENT_OVERLAP:
         problems.append("most of its words are not in the cited passages")
 
     sents = [(text, _stem_set(text)) for c in cited for _, _, text in passage_sentences(c.passage)]
     scored = [(overlap(s_stems, st), text, st) for text, st in sents]
     best = max((sc for sc, _, _ in scored), default=0.0)
-    related = [(text, st) for sc, text, st in scored if sc >= min(RELATED, best) and sc > 0]
     if negated(sentence):
-        if not any(negated(text) for text, _ in related):
+        # The passage sentences closest to it must carry a negation too.
+        closest = [text for sc, text, _ in scored if sc > 0 and sc >= best - NEAR_BEST]
+        if not any(negated(text) for text in closest):
             problems.append("negation not in the cited passages")
     else:
-        for text, _ in related:
+        related = [text for sc, text, _ in scored if sc > 0 and sc >= min(RELATED, best)]
+        for text in related:
             if any(scope <= s_stems for scope in negation_scopes(text)):
                 problems.append(f"drops a negation of the cited passage: {text!r}")
                 break
