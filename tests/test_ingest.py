@@ -213,21 +213,21 @@ def _run_and_kill(settings, corpus: Path, after: float, *extra: str) -> str:
 
 def test_sigkill_at_any_moment_then_rerun_equals_clean_build(tmp_path, settings_factory, embedder):
     corpus = tmp_path / "corpus"
-    for i in range(60):
+    for i in range(48):
         kill_doc(corpus, i, 0)
     measure = settings_factory(tmp_path / "measure", corpus_dir=corpus)
     t0 = time.perf_counter()
     res = psyqa("ingest", corpus, settings=measure)
     T = time.perf_counter() - t0
     assert res.returncode == 0, res.stderr
-    assert len(doc_ids(snapshot(measure))) == 60
+    assert len(doc_ids(snapshot(measure))) == 48
 
     victim = settings_factory(tmp_path / "victim", corpus_dir=corpus)
     outcomes = []
     rng = random.Random(42)
-    next_id = 60
-    for step, frac in enumerate([0.15, 0.3, 0.5, 0.7, 0.85, 0.95]):
-        if step >= 2:  # change the corpus between kills: edit some, delete some, add some
+    next_id = 48
+    for step, frac in enumerate([0.15, 0.35, 0.55, 0.75, 0.9]):
+        if step >= 1:  # change the corpus between kills: edit some, delete some, add some
             present = sorted(int(p.stem.split("-")[1]) for p in corpus.glob("doc-*.md"))
             for i in rng.sample(present, 3):
                 kill_doc(corpus, i, step)
@@ -242,7 +242,7 @@ def test_sigkill_at_any_moment_then_rerun_equals_clean_build(tmp_path, settings_
     final = psyqa("ingest", corpus, "--json", settings=victim)
     assert final.returncode == 0, final.stderr
     assert parse_one_json(final.stdout)["failed"] == []
-    assert sum(o == "killed" for _, o in outcomes) >= 5, outcomes
+    assert sum(o == "killed" for _, o in outcomes) >= 4, outcomes
 
     clean = settings_factory(tmp_path / "clean", corpus_dir=corpus)
     run([corpus], clean, embedder=embedder)
@@ -272,7 +272,7 @@ def test_sigkill_against_server_then_rerun_equals_clean_build(tmp_path, chroma_s
 
     host, port = chroma_server
     corpus = tmp_path / "corpus"
-    for i in range(40):
+    for i in range(30):
         kill_doc(corpus, i, 0)
     victim = Settings(data_dir=tmp_path / "victim", corpus_dir=corpus, chroma_host=host, chroma_port=port,
                       collection=unique_collection("kill"))
@@ -281,22 +281,24 @@ def test_sigkill_against_server_then_rerun_equals_clean_build(tmp_path, chroma_s
                             cwd=str(Path(__file__).resolve().parents[1]),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 240
-    killed_with = None
+    killed_with, col = None, None
     while time.monotonic() < deadline and proc.poll() is None:
-        col = open_collection(victim)
-        if col is not None and col.count() > 0:
+        col = col or open_collection(victim)
+        n = col.count() if col is not None else 0
+        if n > 0:
             os.kill(proc.pid, signal.SIGKILL)
-            killed_with = col.count()
+            killed_with = n
             break
-        time.sleep(0.05)
+        time.sleep(0.1)
     proc.wait(30)
+    snapshot(victim)  # the half-written collection still reads, without duplicate ids
     kill_doc(corpus, 3, 1)
     (corpus / "doc-007.md").unlink()
     res = psyqa("ingest", corpus, settings=victim)
     assert res.returncode == 0, res.stderr
     assert_equals_clean_build(victim, embedder, tmp_path)
     assert_bm25_matches(victim)
-    assert killed_with is None or killed_with >= 1
+    assert killed_with is not None, "the run finished before any chunk was seen: nothing was killed mid-write"
 
 
 # ----------------------------------------------------------------------------- lock
