@@ -283,7 +283,8 @@ def test_sigkill_against_server_then_rerun_equals_clean_build(tmp_path, chroma_s
     deadline = time.monotonic() + 240
     killed_with, col = None, None
     while time.monotonic() < deadline and proc.poll() is None:
-        col = col or open_collection(victim)
+        if col is None:
+            col = open_collection(victim)
         n = col.count() if col is not None else 0
         if n > 0:
             os.kill(proc.pid, signal.SIGKILL)
