@@ -158,6 +158,26 @@ def test_sequence_of_changes_equals_clean_build(backend, embedder, tmp_path):
     assert_bm25_matches(backend)
 
 
+def test_ingesting_a_subfolder_only_removes_inside_it(settings_factory, embedder):
+    settings = settings_factory()
+    corpus = settings.corpus_dir
+    small_corpus(corpus)
+    write_doc(corpus / "sub" / "epsilon.md", "Epsilon", f"## Notes\n\n{sentences('e1', 2)}\n")
+    run([corpus], settings, embedder=embedder)
+    before = snapshot(settings)
+    (corpus / "sub" / "epsilon.md").unlink()
+    (corpus / "beta.md").unlink()  # outside the folder given: must stay indexed for now
+    report = run([corpus / "sub"], settings, embedder=embedder)
+    after = snapshot(settings)
+    assert (report.removed, report.unchanged, report.added) == (1, 1, 0)
+    assert doc_ids(after) == {"alpha.md", "beta.md", "long.md", "sub/gamma.md"}
+    assert set(after) == set(before) - ids_of(before, "sub/epsilon.md")
+    report = run(None, settings, embedder=embedder)  # the default: the whole corpus folder
+    assert (report.removed, report.unchanged) == (1, 3)
+    assert "beta.md" not in doc_ids(snapshot(settings))
+    assert_bm25_matches(settings)
+
+
 def test_other_chunking_settings_need_rebuild(backend, embedder, tmp_path):
     small_corpus(backend.corpus_dir)
     run([backend.corpus_dir], backend, embedder=embedder)
@@ -317,6 +337,7 @@ def test_second_ingest_refused_while_lock_held(tmp_path, settings_factory):
     assert res.returncode != 0
     assert "another" in res.stderr.lower() and "ingest" in res.stderr and "running" in res.stderr, res.stderr
     assert took < 30, f"took {took:.1f} s to give up"
+    assert not settings.chroma_dir.exists(), "the refused run opened the store"
     assert open_collection(settings) is None, "the refused run wrote to the index"
 
 
@@ -353,6 +374,7 @@ def test_check_validates_without_writing(tmp_path, settings_factory, embedder):
     lines = [ln for ln in res.stderr.splitlines() if "bad.md" in ln]
     assert len(lines) == 1 and "flavour" in lines[0], res.stderr
     assert "1 file(s) failed" in res.stdout
+    assert not settings.chroma_dir.exists(), "--check created the store"
     assert open_collection(settings) is None, "--check created a collection"
     # Over an existing index: nothing changes, not even the generation.
     (settings.corpus_dir / "bad.md").unlink()
