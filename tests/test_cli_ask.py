@@ -1,0 +1,124 @@
+"""`psyqa ask` as a user runs it: the installed entry point in a subprocess, over the session index.
+
+Each `psyqa ask` process loads torch and the model (most of its run time), so the module starts
+all of its commands at once and the tests then check what each one printed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fixtures_assistant import index_settings  # noqa: F401  (fixture)
+from helpers import PSYQA, REPO, cli_env
+
+from assistant import safety
+from assistant.models import Answer
+from assistant.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+HISTORY = [{"role": "user", "content": "What did the MAPP1 trial of MDMA for PTSD find?"},
+           {"role": "assistant", "content": "MAPP1 randomised 90 adults. [1]"}]
+JSONL = [
+    {"question": "What did the MAPP1 trial of MDMA for PTSD find?"},
+    {"question": "What about its side effects?", "history": HISTORY},
+    {"question": "Where can I buy psilocybin mushrooms?", "history": []},
+]
+# One process reads all of it: the three questions with two malformed lines among them.
+STDIN = (json.dumps(JSONL[0]) + "\n"
+         + "{this is not json\n"
+         + json.dumps(JSONL[1]) + "\n"
+         + json.dumps({"history": []}) + "\n"
+         + "\n"
+         + json.dumps(JSONL[2]) + "\n")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, embedder):
+    """name -> CompletedProcess-like (returncode, stdout, stderr) of every command of this module."""
+    from fixtures_assistant import corpus_settings
+
+    settings = corpus_settings(tmp_path_factory, embedder)
+    empty = Settings(data_dir=tmp_path_factory.mktemp("empty") / "data", corpus_dir=REPO / "corpus")
+    commands = {
+        "text": (["ask", "What psilocybin dose was used in Goodwin 2022?"], settings, None),
+        "json": (["ask", "--json", "Is Spravato approved for depression?"], settings, None),
+        "jsonl": (["ask", "--jsonl"], settings, STDIN),
+        "empty": (["ask", "What did MAPP1 find?"], empty, None),
+    }
+
+    def run(name: str) -> subprocess.CompletedProcess:
+        args, s, stdin = commands[name]
+        return subprocess.run([PSYQA, *args], cwd=str(REPO), env=cli_env(s), input=stdin,
+                              capture_output=True, text=True, timeout=600)
+
+    with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+        return dict(zip(commands, pool.map(run, commands)))
+
+
+def test_ask_prints_answer_sources_and_caveat(runs):
+    proc = runs["text"]
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert re.search(r"(?<![\d.])25 mg\b", out), out
+    assert "Sources:" in out
+    head, sources = out.split("Sources:", 1)
+    numbers = {int(n) for n in re.findall(r"\[(\d+)\]", head)}
+    assert numbers
+    for n in sorted(numbers):
+        line = next((ln for ln in sources.splitlines() if ln.strip().startswith(f"[{n}] ")), None)
+        assert line is not None, f"source [{n}] is not listed:\n{sources}"
+        assert len(line.strip()) > len(f"[{n}] ") + 5  # a title follows the number
+    listed = {int(n) for n in re.findall(r"(?m)^\s*\[(\d+)\] ", sources)}
+    assert listed == numbers
+    assert "Psilocybin for treatment-resistant depression" in sources
+    assert " ".join(safety.CAVEAT.split()) in " ".join(out.split())
+    assert out.index("Sources:") < out.rindex("Caveat:")
+
+
+def test_ask_json_prints_one_valid_answer(runs):
+    proc = runs["json"]
+    assert proc.returncode == 0, proc.stderr
+    ans = Answer.model_validate_json(proc.stdout)
+    assert ans.status == "answered"
+    assert ans.caveat == safety.CAVEAT
+    assert any(c.doc_id == "esketamine-spravato" for c in ans.citations)
+    assert ans.timings_ms["total"] > 0
+
+
+def _jsonl_lines(runs) -> list[dict]:
+    proc = runs["jsonl"]
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(ln) for ln in proc.stdout.splitlines() if ln.strip()]
+
+
+def test_ask_jsonl_answers_every_line_in_one_process(runs):
+    answers = [Answer.model_validate(x) for x in _jsonl_lines(runs) if "error" not in x]
+    assert len(answers) == 3, runs["jsonl"].stdout
+    assert [a.status for a in answers] == ["answered", "answered", "declined"]
+    assert answers[0].standalone_question == JSONL[0]["question"]
+    # The line with history is read as a follow-up.
+    assert answers[1].standalone_question != JSONL[1]["question"]
+    assert "MDMA" in answers[1].standalone_question
+    assert answers[2].answer == safety.SOURCING_DECLINE
+    assert all(a.caveat == safety.CAVEAT for a in answers)
+
+
+def test_ask_jsonl_reports_a_malformed_line_and_answers_the_others(runs):
+    lines = _jsonl_lines(runs)
+    # In input order: answer, error (line 2), answer, error (line 4), answer; the blank line 5 is skipped.
+    assert ["error" in x for x in lines] == [False, True, False, True, False], lines
+    assert set(lines[1]) == {"error"} and "line 2" in lines[1]["error"]
+    assert set(lines[3]) == {"error"} and "line 4" in lines[3]["error"]
+
+
+def test_ask_on_an_empty_index_says_to_ingest(runs):
+    proc = runs["empty"]
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "psyqa ingest" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout.strip() == ""

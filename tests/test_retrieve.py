@@ -1,0 +1,258 @@
+"""Hybrid retrieval over the real corpus: lay names, filters, spread over documents, the dense and
+lexical modes on their own, the LangChain retriever, and BM25 staying in step with Chroma."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from fixtures_assistant import index_settings, qa  # noqa: F401  (fixtures)
+from helpers import write_doc
+from langchain_core.documents import Document
+from langchain_core.runnables import RunnableLambda
+
+from assistant.retrieve import Filters, HybridSearch, PsyqaRetriever
+from assistant.services import Services, build_services
+from assistant.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+def doc_ids(hits) -> list[str]:
+    return [h.chunk.doc_id for h in hits]
+
+
+# ------------------------------------------------------------------------------ lay names
+
+def _mentions(word: str):
+    return lambda h: word.lower() in (h.chunk.title + " " + h.chunk.text).lower()
+
+
+LAY = [
+    # (question, the lay name, what a hit near the top must be)
+    ("What did trials find about molly for PTSD?", "molly",
+     lambda h: h.chunk.metadata.get("sub_mdma") is True and "MDMA" in h.chunk.text),
+    ("Is Spravato approved for depression?", "spravato", lambda h: h.chunk.doc_id == "esketamine-spravato"),
+    ("Do magic mushrooms help with depression?", "magic mushrooms",
+     lambda h: h.chunk.doc_id.startswith("psilocybin-")),
+    ("Is iboga used for opioid addiction?", "iboga", lambda h: h.chunk.doc_id.startswith("ibogaine-")),
+    ("Was ayahuasca tested for depression?", "ayahuasca", lambda h: h.chunk.doc_id == "ayahuasca-dmt"),
+]
+
+
+@pytest.mark.parametrize("question,lay,wanted", LAY, ids=[x[1] for x in LAY])
+def test_hybrid_finds_the_right_document_for_lay_names(qa, question, lay, wanted):
+    hits = qa.retrieve(question)
+    assert len(hits) == qa.settings.top_k
+    assert any(wanted(h) for h in hits[:3]), f"{lay}: top 3 were {doc_ids(hits)[:3]}"
+    assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+    assert all(hits[i].score >= hits[i + 1].score for i in range(len(hits) - 1))
+
+
+@pytest.mark.parametrize("lay,canonical", [("molly", "MDMA"), ("magic mushrooms", "psilocybin")])
+def test_lexical_side_also_expands_lay_names(qa, lay, canonical):
+    # Neither lay name occurs in corpus/: BM25 can only find anything through the lexicon.
+    corpus_text = " ".join(p.read_text(encoding="utf-8").lower() for p in Path("corpus").glob("*.md"))
+    assert lay not in corpus_text
+    hits = qa.search.search(lay, 6, mode="lexical")
+    assert len(hits) == 6
+    assert all(_mentions(canonical)(h) for h in hits), [h.chunk.doc_id for h in hits]
+
+
+# -------------------------------------------------------------------------------- filters
+
+FILTERS = [
+    Filters(substances=["mescaline"]),
+    Filters(conditions=["alcohol-use-disorder"]),
+    Filters(substances=["lsd"], conditions=["ptsd"]),
+    Filters(substances=["ibogaine", "dmt"], source_types=["summary"]),
+]
+
+
+def _matches(f: Filters, meta: dict) -> bool:
+    subs = not f.substances or any(meta.get(f"sub_{s}") is True for s in f.substances)
+    conds = not f.conditions or any(meta.get(f"cond_{c}") is True for c in f.conditions)
+    types = not f.source_types or meta.get("source_type") in f.source_types
+    return subs and conds and types
+
+
+@pytest.mark.parametrize("flt", FILTERS, ids=lambda f: f.model_dump_json(exclude_defaults=True))
+def test_filters_restrict_every_hit(qa, flt):
+    modes = ("hybrid", "dense", "lexical") if flt is FILTERS[2] else ("hybrid",)
+    for mode in modes:
+        hits = qa.search.search("What are the risks and the evidence for this treatment?", 6, flt, mode=mode)
+        assert hits, f"{mode}: a filter that matches documents must still return passages"
+        for h in hits:
+            assert _matches(flt, h.chunk.metadata), (mode, h.chunk.doc_id, flt)
+
+
+def test_filter_with_no_matching_document_returns_nothing(qa):
+    flt = Filters(substances=["mescaline"], source_types=["label"])
+    col = qa.services.collection()
+    # The premise, read from the index itself: no chunk carries both.
+    assert col.get(where={"sub_mescaline": True}, limit=1)["ids"], "mescaline documents exist"
+    none = [m for m in col.get(include=["metadatas"])["metadatas"] if _matches(flt, m)]
+    assert none == []
+    for mode in ("hybrid", "dense", "lexical"):
+        assert qa.search.search("Is mescaline legal?", 6, flt, mode=mode) == []
+    assert qa.retrieve("Is mescaline legal?", Filters(source_types=["no-such-type"])) == []
+
+
+# ------------------------------------------------------------------------- spread and modes
+
+@pytest.mark.parametrize("question,mode", [
+    ("What did the MAPP1 trial of MDMA for PTSD find?", "hybrid"),
+    ("What are the cardiac risks of ibogaine?", "dense"),
+    ("Is psilocybin legal in Oregon?", "lexical"),
+])
+def test_results_spread_over_documents(qa, question, mode):
+    hits = qa.search.search(question, 10, mode=mode)
+    assert len(hits) == 10
+    counts = Counter(doc_ids(hits))
+    # The cap is reached (the best document had more to give) and never exceeded.
+    assert max(counts.values()) == qa.settings.max_per_doc, counts
+    assert len({h.chunk.chunk_id for h in hits}) == len(hits)
+
+
+def test_max_per_doc_setting_is_obeyed(index_settings, qa):
+    one = Services(settings=index_settings.model_copy(update={"max_per_doc": 1}),
+                   embedder=qa.services.embedder)
+    hits = HybridSearch(one).search("What did the MAPP1 trial of MDMA for PTSD find?", 8)
+    assert len(hits) == 8
+    assert len(set(doc_ids(hits))) == 8
+
+
+def test_dense_only_mode(qa):
+    hits = qa.search.search("What psilocybin dose was used in Goodwin 2022?", 6, mode="dense")
+    assert hits and hits[0].chunk.doc_id == "psilocybin-treatment-resistant-depression"
+    assert all(h.lexical == 0.0 for h in hits)
+    assert all(0.0 < h.dense <= 1.0 for h in hits)
+    sims = [h.dense for h in hits]
+    assert sims == sorted(sims, reverse=True)
+
+
+def test_lexical_only_mode(qa):
+    hits = qa.search.search("Goodwin 2022 COMP360 psilocybin", 6, mode="lexical")
+    assert hits and hits[0].chunk.doc_id == "psilocybin-treatment-resistant-depression"
+    assert all(h.lexical > 0.0 for h in hits)
+    scores = [h.lexical for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert "Goodwin" in hits[0].chunk.text or "COMP360" in hits[0].chunk.text
+
+
+def test_hits_carry_their_provenance(qa):
+    for h in qa.retrieve("Is psilocybin legal in Oregon?"):
+        c = h.chunk
+        assert c.chunk_id and c.doc_id and c.title and c.source
+        assert c.metadata["doc_id"] == c.doc_id
+        assert 0 <= c.start < c.end
+        assert c.text.strip()
+
+
+# ------------------------------------------------------------------------------ LangChain
+
+def test_psyqa_retriever_composes_with_langchain(qa):
+    retriever = PsyqaRetriever(search=qa.search, k=4)
+    chain = retriever | RunnableLambda(lambda docs: [d.metadata["doc_id"] for d in docs])
+    ids = chain.invoke("Is Spravato approved for depression?")
+    assert isinstance(ids, list) and len(ids) == 4
+    assert "esketamine-spravato" in ids[:2]
+
+    docs = retriever.invoke("What are the cardiac risks of ibogaine?")
+    assert len(docs) == 4
+    for d in docs:
+        assert isinstance(d, Document)
+        assert d.page_content.strip()
+        assert d.metadata["chunk_id"] and d.id == d.metadata["chunk_id"]
+        assert d.metadata["doc_id"]
+    assert docs[0].metadata["doc_id"].startswith("ibogaine-")
+    same = [h.chunk.chunk_id for h in qa.search.search("What are the cardiac risks of ibogaine?", 4)]
+    assert [d.metadata["chunk_id"] for d in docs] == same
+
+
+def test_psyqa_retriever_applies_its_filters(qa):
+    flt = Filters(substances=["lsd"])
+    docs = PsyqaRetriever(search=qa.search, k=5, filters=flt).invoke("What are the risks?")
+    assert docs
+    assert all(d.metadata.get("sub_lsd") is True for d in docs)
+    batch = PsyqaRetriever(search=qa.search, k=2).batch(["Is psilocybin legal in Oregon?",
+                                                         "Is Spravato approved for depression?"])
+    assert [len(b) for b in batch] == [2, 2]
+
+
+# ---------------------------------------------------------------------- BM25 in step with Chroma
+
+def _ids_of(services: Services, doc_id: str) -> set[str]:
+    return set(services.collection().get(where={"doc_id": doc_id})["ids"])
+
+
+def _all_hits(search: HybridSearch, queries: list[str]) -> list:
+    out = []
+    for q in queries:
+        for mode in ("hybrid", "dense", "lexical"):
+            out += search.search(q, 10, mode=mode)
+    return out
+
+
+def test_bm25_stays_in_step_with_chroma_after_change_add_and_remove(tmp_path, embedder):
+    from ingest.pipeline import run
+
+    corpus = tmp_path / "corpus"
+    settings = Settings(data_dir=tmp_path / "data", corpus_dir=corpus)
+    meta = dict(source_type="summary", substances=["psilocybin"])
+    write_doc(corpus / "alpha.md", "Alpha", "The quokka study followed forty adults for a year. "
+              "Quokka participants kept a sleep diary every morning.", id="alpha", **meta)
+    write_doc(corpus / "beta.md", "Beta", "The narwhal cohort reported fewer headaches after the "
+              "second session. Narwhal sessions lasted six hours.", id="beta", **meta)
+    write_doc(corpus / "gamma.md", "Gamma", "Psilocybin sessions in the gamma protocol were held "
+              "in a quiet room with two facilitators present.", id="gamma", **meta)
+    first = run(None, settings, embedder=embedder)
+    assert not first.failed and first.added == 3
+
+    services = Services(settings=settings, embedder=embedder)
+    search = HybridSearch(services)
+    assert search.search("quokka sleep diary", 3, mode="lexical")[0].chunk.doc_id == "alpha"
+    before = {d: _ids_of(services, d) for d in ("alpha", "beta", "gamma")}
+    assert all(before.values())
+
+    # Change alpha's text, remove beta, add delta.
+    write_doc(corpus / "alpha.md", "Alpha", "The axolotl study followed forty adults for a year. "
+              "Axolotl participants kept a mood diary every evening.", id="alpha", **meta)
+    (corpus / "beta.md").unlink()
+    write_doc(corpus / "delta.md", "Delta", "The pangolin extension enrolled twelve more adults "
+              "and repeated the pangolin sessions at six months.", id="delta", **meta)
+    second = run(None, settings, embedder=embedder)
+    assert not second.failed
+    assert (second.updated, second.added, second.removed) == (1, 1, 1)
+
+    after = {d: _ids_of(services, d) for d in ("alpha", "beta", "gamma", "delta")}
+    assert after["beta"] == set() and after["delta"]
+    assert after["gamma"] == before["gamma"]
+    removed = (before["alpha"] | before["beta"]) - after["alpha"] - after["gamma"] - after["delta"]
+    assert before["beta"] <= removed and removed
+
+    # The same Services object: it must notice the new generation on its own.
+    hits = _all_hits(search, ["quokka sleep diary", "narwhal headaches", "axolotl mood diary",
+                              "pangolin extension"])
+    assert hits
+    assert not {h.chunk.chunk_id for h in hits} & removed
+    assert all("quokka" not in h.chunk.text.lower() and "narwhal" not in h.chunk.text.lower()
+               for h in hits)
+    for query, doc, word in (("axolotl mood diary", "alpha", "axolotl"),
+                             ("pangolin extension", "delta", "pangolin")):
+        for mode in ("hybrid", "lexical"):
+            top = search.search(query, 3, mode=mode)[0]
+            assert (top.chunk.doc_id, mode) == (doc, mode)
+            assert word in top.chunk.text.lower()
+
+    # Derived state lost (a crash, another machine's ingest): new services rebuild BM25 from Chroma.
+    bm25 = settings.data_dir / "bm25"
+    assert bm25.is_dir()
+    shutil.rmtree(bm25)
+    fresh = HybridSearch(build_services(settings))
+    top = fresh.search("pangolin extension", 3, mode="lexical")
+    assert top and top[0].chunk.doc_id == "delta"
+    assert not {h.chunk.chunk_id for h in fresh.search("quokka narwhal", 10, mode="lexical")} & removed
+    assert any(p.name == "ids.json" for p in bm25.rglob("ids.json")), "the rebuilt BM25 index was not saved"
