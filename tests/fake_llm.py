@@ -67,6 +67,11 @@ def system_text(body: dict) -> str:
     return ""
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):  # clients hanging up (timeouts) are expected
+        pass
+
+
 class FakeLLMServer:
     def __init__(self, kind: str, model: str = "fake-model") -> None:
         assert kind in ("openai", "ollama")
@@ -76,7 +81,7 @@ class FakeLLMServer:
         self.responder: Callable[[dict], str | Fault] = lambda body: "OK"
         self._closing = threading.Event()
         self.port = free_port()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self.httpd = _QuietServer(("127.0.0.1", self.port), self._handler())
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
