@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import typing
 
 import streamlit as st
@@ -49,6 +50,23 @@ def get_assistant(env_key: tuple):
     from assistant.assistant import Assistant
 
     return Assistant.from_settings(get_settings(env_key))
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up(env_key: tuple) -> threading.Thread:
+    """Load the model and BM25 in the background, once, after the first page is drawn, so the
+    first question does not pay for them (encodes and BM25 loads are serialised by locks)."""
+    assistant = get_assistant(env_key)
+
+    def run() -> None:
+        try:
+            assistant.retrieve("warm up")
+        except Exception as exc:  # noqa: BLE001 - e.g. no index yet: the page says so
+            log.info("warm-up skipped: %s", exc)
+
+    thread = threading.Thread(target=run, daemon=True, name="psyqa-warm-up")
+    thread.start()
+    return thread
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -166,8 +184,7 @@ def render_answer(i: int, msg: dict, slot=None) -> None:
     else:
         body.markdown(text)
     typed = msg.get("question", "")
-    if ans.standalone_question and typed and ans.standalone_question.strip() != typed.strip() \
-            and ans.status == "answered":
+    if ans.standalone_question and typed and ans.standalone_question.strip() != typed.strip():
         st.caption(f"Interpreted as: {esc(ans.standalone_question)}")
     render_sources(ans)
     st.caption(f"⚠️ {esc(ans.caveat)}")
@@ -265,6 +282,8 @@ def main() -> None:
                              data=transcript.to_markdown(st.session_state.messages),
                              file_name="psyqa-conversation.md", mime="text/markdown",
                              disabled=not st.session_state.messages, icon=":material/download:")
+    if status is not None:
+        warm_up(key)
 
 
 def chat(status: dict, filters, clicked: str | None) -> None:
