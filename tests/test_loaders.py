@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -21,48 +22,8 @@ pytestmark = pytest.mark.slow
 
 GOOD_BODY = "## Summary\n\nA short, valid document that must be indexed whatever its neighbours do.\n"
 
-MD_TRIAL = """---
-title: Psilocybin trial summary
-source_type: trial
-substances: [psilocybin]
-conditions: [depression]
-published: 2022-11-03
----
-
-# Psilocybin trial summary
-
-An opening paragraph before any section.
-
-## Methods
-
-Participants were randomised to 25 mg, 10 mg or 1 mg.
-
-## Results
-
-The 25 mg arm improved more at week three.
-
-### Subsection
-
-Adverse events were mostly headache and nausea.
-"""
-
-HTML_PAGE = """<!doctype html>
-<html><head><title>Ketamine clinic page</title>
-<style>body { color: red } .stylemarker { }</style>
-<script>var scriptmarker = "should never be indexed";</script>
-</head><body>
-<header>Headermarker site banner</header>
-<nav><a href="/">Navmarker home</a> <a href="/x">Navmarker other</a></nav>
-<main>
-<h1>Ketamine infusions</h1>
-<p>Ketamine infusions are given over forty minutes under observation.</p>
-<h2>Monitoring</h2>
-<p>Blood pressure is checked before and after each infusion.</p>
-<script>document.write("inlinescriptmarker")</script>
-</main>
-<footer>Footermarker copyright notice</footer>
-</body></html>
-"""
+MINI = Path(__file__).resolve().parent / "data" / "mini_corpus"  # trial.md, notes.txt, page.html, ...
+HTML_PAGE = (MINI / "page.html").read_text()
 
 PDF_PAGES = ["Page one explains ibogaine cardiac risk.\nQT prolongation was reported.",
              "Page two covers screening with an ECG before dosing."]
@@ -77,13 +38,10 @@ def formats(tmp_path_factory, embedder):
 
     base = tmp_path_factory.mktemp("formats")
     corpus = base / "corpus"
-    corpus.mkdir()
-    (corpus / "trial.md").write_text(MD_TRIAL)
-    (corpus / "notes.txt").write_text("# Plain notes heading\n\nPlain text notes about MDMA sessions.\n")
-    (corpus / "bare_text-file.txt").write_text("Only a sentence, no heading and no front matter.\n")
+    # The HTML page has its own test (its own run), so an HTML problem cannot hide the others.
+    shutil.copytree(MINI, corpus, ignore=shutil.ignore_patterns("*.html"))
     (corpus / "paper.pdf").write_bytes(make_pdf(PDF_PAGES, title="Ibogaine and the heart"))
     (corpus / "figure.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32)
-    (corpus / "table.csv").write_text("a,b\n1,2\n")
     settings = Settings(data_dir=base / "data", corpus_dir=corpus)
     report = run([corpus], settings, embedder=embedder)
     col = open_collection(settings)
