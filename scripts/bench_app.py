@@ -83,6 +83,7 @@ def main() -> int:
             while True:
                 try:
                     page.goto(url, timeout=5_000)
+                    listening = time.perf_counter() - t0
                     break
                 except Exception:  # noqa: BLE001 - not listening yet
                     if proc.poll() is not None or time.perf_counter() - t0 > 300:
@@ -98,7 +99,8 @@ def main() -> int:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
         browser.close()
-    print(f"ready page after `psyqa app` start: {ready:.1f} s (goal 15 s)")
+    print(f"ready page after `psyqa app` start: {ready:.1f} s (goal 15 s); "
+          f"server answered HTTP after {listening:.1f} s")
     print(f"Enter -> first answer text, first question after start: {cold:.0f} ms")
     print(f"Enter -> first answer text, next {len(warm)} questions: median {statistics.median(warm):.0f} ms, "
           f"max {max(warm):.0f} ms (goal 1000 ms); all: {', '.join(f'{w:.0f}' for w in warm)}")
