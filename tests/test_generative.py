@@ -328,9 +328,6 @@ def test_instruction_planted_in_a_document_is_not_obeyed(tiny, fake, cite):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the extractive answerer (the fallback) still quotes an "
-                   "instruction-like passage sentence verbatim; proposed fix: skip sentences for "
-                   "which verify.instruction_like() is true in extractive._sentences")
 def test_extractive_fallback_does_not_quote_planted_instructions(tiny):
     from assistant.assistant import Assistant
 

@@ -14,6 +14,7 @@ from functools import lru_cache
 
 from assistant import lexicon
 from assistant.answer.terms import focus_words, stems, weighted_terms
+from assistant.answer.verify import instruction_like
 from assistant.models import Citation
 from assistant.retrieve import Hit
 from assistant.text import sentence_spans
@@ -76,6 +77,8 @@ def _sentences(hit: Hit) -> list[Sentence]:
         sent = text[s:e]
         if len(sent.split()) < MIN_WORDS:
             continue
+        if instruction_like(sent):
+            continue  # a passage that addresses the assistant is not evidence (prompt injection)
         out.append(Sentence(hit, s, e, sent, frozenset(stems(sent))))
     return out
 
