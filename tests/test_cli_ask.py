@@ -12,7 +12,6 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from fixtures_assistant import index_settings  # noqa: F401  (fixture)
 from helpers import PSYQA, REPO, cli_env
 
 from assistant import safety
