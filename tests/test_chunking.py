@@ -147,6 +147,15 @@ def test_very_long_title(tokenizer, words):
     assert len(chunks) < 60, f"{len(chunks)} chunks for 20 sentences: the chunker shreds the text"
 
 
+def test_very_long_heading(tokenizer):
+    rng = random.Random(3)
+    heading = " ".join(rng.choice(WORDS) for _ in range(400))
+    body = " ".join(sentence(rng, 12) for _ in range(20))
+    doc, chunks = chunks_of(f"---\ntitle: Short title\n---\n\n## {heading}\n\n{body}\n")
+    assert_invariants(tokenizer, doc, chunks)
+    assert len(chunks) < 60, f"{len(chunks)} chunks for 20 sentences: the chunker shreds the text"
+
+
 def test_pdf_pages_are_chunked_separately(tokenizer):
     from helpers import make_pdf
 
