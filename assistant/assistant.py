@@ -29,7 +29,8 @@ def no_evidence_text(nearest: list[str], unknown: list[str]) -> str:
     """The abstention message: what is missing and what the corpus does cover."""
     what = ""
     if unknown:
-        what = " (" + ", ".join(f"'{w}'" for w in unknown[:3]) + " does not appear in them)"
+        verb = "does" if len(unknown[:3]) == 1 else "do"
+        what = " (" + ", ".join(f"'{w}'" for w in unknown[:3]) + f" {verb} not appear in them)"
     text = f"The curated sources do not cover this question{what}."
     if nearest:
         text += " The nearest topics they do cover: " + "; ".join(nearest) + "."
@@ -85,13 +86,14 @@ class Assistant:
             return
         standalone = self.answerer.condense(q, turns) if turns else None
         standalone = standalone or rewrite(q, turns)
-        if standalone != q:
+        decision = safety.check_followup(q, [t.content for t in turns if t.role == "user"])
+        if decision is None and standalone != q:
             decision = safety.check(standalone)
-            if decision is not None:
-                ans = self._fixed(decision.message, decision.status, standalone)
-                yield ans.answer
-                yield done(ans)
-                return
+        if decision is not None:
+            ans = self._fixed(decision.message, decision.status, standalone)
+            yield ans.answer
+            yield done(ans)
+            return
         timings["safety"] = (time.perf_counter() - t0) * 1000
 
         t = time.perf_counter()

@@ -509,3 +509,39 @@ def check(question: str) -> SafetyDecision | None:
         return SafetyDecision(kind="personal_dose", message=PERSONAL_DOSE_DECLINE,
                               status="declined")
     return None
+
+
+# A short follow-up that turns an earlier dose question into a request for oneself:
+# "What doses were given in MAPP1?" then "And for me?" / "What about for my first trip?".
+_FOLLOWUP_SELF_RE = _rx(
+    r"\bfor\s+(?:me|myself|my\s+(?:first|next)?\s*(?:trip|time|session|weekend|party|festival|"
+    r"body|weight|size))\b",
+    r"\b(?:should|could|can|do|would)\s+i\s+(?:take|use|try|start|do)\b",
+    r"\bi\s+(?:weigh|am\s+\d+\s*kg)\b",
+    r"\bmy\s+first\s+(?:trip|time|dose)\b",
+)
+_DOSE_ASKED_RE = _rx(r"\b(?:dose|doses|dosage|dosing|mg|micrograms?|grams?|how\s+much|how\s+many)\b")
+
+
+def check_followup(question: str, previous_user_turns: list[str]) -> SafetyDecision | None:
+    """Personal-dose requests that only make sense with the previous turn.
+
+    `check()` sees one message; a follow-up such as "And for me?" after a question about trial
+    doses asks for a personal dose without naming one. Decided in code, like `check()`.
+
+    Args:
+        question: The user's new message.
+        previous_user_turns: Earlier user messages, oldest first.
+
+    Returns:
+        The personal-dose decision, or None.
+    """
+    if not previous_user_turns:
+        return None
+    text = _normalize(question)
+    last = _normalize(previous_user_turns[-1])
+    if _FOLLOWUP_SELF_RE.search(text) and (_DOSE_ASKED_RE.search(last) or _DOSE_TERM_RE.search(text)):
+        if re.search(r"\b(?:my|our)\s+(?:patients?|clients?|participants?)\b", text):
+            return None
+        return SafetyDecision(kind="personal_dose", message=PERSONAL_DOSE_DECLINE, status="declined")
+    return None

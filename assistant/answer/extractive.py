@@ -29,6 +29,8 @@ MIN_WORDS = 5
 _NUMERIC_Q = re.compile(r"\b(how many|how much|what (?:percent|percentage|proportion|share|dose|doses|"
                         r"rate|number)|how (?:long|often|large|big)|when|what year|what date|dose|doses|"
                         r"percent|percentage|rate|figure|figures|odds|effect size)\b", re.I)
+# A figure, not a digit inside a name such as MAPP1, CAPS-5 or 5-HT2A.
+_FIGURE = re.compile(r"(?<![A-Za-z0-9\-])\d+(?:[.,]\d+)?(?![A-Za-z0-9])(?:\s*(?:%|mg|µg|g\b|kg|mmHg))?")
 _PRONOUN_START = re.compile(r"^(it|this|that|these|those|they|he|she|its|their|such)\b", re.I)
 _BULLET = re.compile(r"^[-*•]\s+")
 
@@ -83,13 +85,33 @@ def _sentences(hit: Hit) -> list[Sentence]:
     return out
 
 
-def unknown_terms(question: str, vocab: dict | None) -> list[str]:
-    """Topic words of the question that appear nowhere in the corpus (typos forgiven)."""
+# Clinical topics that are ordinary English words (so `common` would let them pass) but that
+# make a question out of scope when the corpus never mentions them.
+CLINICAL_TERMS = frozenset("""
+schizophrenia schizophrenic autism autistic adhd ocd anorexia bulimia dementia alzheimer alzheimers
+parkinson parkinsons epilepsy seizures cancer pain fibromyalgia migraine migraines insomnia sleep
+cannabis marijuana cbd thc cocaine methamphetamine meth heroin caffeine kratom kava salvia nitrous
+gabapentin pregabalin benzodiazepines xanax valium adderall ritalin ssri prozac zoloft tinnitus
+obesity diabetes covid pregnancy pregnant children child adolescents teenagers dogs cats
+""".split())
+
+
+def unknown_terms(question: str, vocab: dict | None, common: frozenset[str] | dict | None = None) -> list[str]:
+    """Topic words of the question that appear nowhere in the corpus.
+
+    Typos, word forms and the lexicon's alias words are forgiven. When `common` (the embedding
+    model's word-piece vocabulary: everyday English) is given, an unknown everyday word such as
+    "decide" does not make a question out of scope unless it names a clinical topic.
+    """
     if not vocab:
         return []
+    if common is None:
+        common = _common_words()
     out = []
     for word, stem in focus_words(question):
         if stem in vocab or word in vocab or len(word) < 4:
+            continue
+        if common is not None and word in common and word not in CLINICAL_TERMS:
             continue
         if lexicon.find_substances(word) or lexicon.find_conditions(word) or word in _alias_words():
             continue
@@ -102,6 +124,14 @@ def unknown_terms(question: str, vocab: dict | None) -> list[str]:
 
 
 _VOCAB_CACHE: dict[int, list[str]] = {}
+
+
+@lru_cache(maxsize=1)
+def _common_words() -> frozenset[str]:
+    """Whole words of the embedding model's word-piece vocabulary: a proxy for everyday English."""
+    from assistant.embeddings import load_tokenizer
+
+    return frozenset(w for w in load_tokenizer().get_vocab() if w.isalpha())
 
 
 @lru_cache(maxsize=1)
@@ -124,13 +154,13 @@ def _vocab_list(vocab: dict) -> list[str]:
 
 
 def answer(question: str, hits: list[Hit], vocab: dict | None = None,
-           min_dense: float = MIN_DENSE) -> Draft:
+           min_dense: float = MIN_DENSE, common: frozenset[str] | dict | None = None) -> Draft:
     """Select, de-duplicate and cite sentences; or abstain."""
     nearest = _nearest_topics(hits)
     if not hits:
         return Draft("no_evidence", "", [], [], 0.0, [], nearest)
     best = max(h.dense for h in hits)
-    unknown = unknown_terms(question, vocab)
+    unknown = unknown_terms(question, vocab, common)
     terms = weighted_terms(lexicon.expand_query(question))
     total = sum(terms.values()) or 1.0
     numeric = bool(_NUMERIC_Q.search(question))
@@ -142,7 +172,7 @@ def answer(question: str, hits: list[Hit], vocab: dict | None = None,
             s.overlap = sum(w for t, w in terms.items() if t in s.stems) / total
             passage = (h.dense - (best - RELATED_MARGIN)) / RELATED_MARGIN  # 0..1 within band
             s.score = 0.6 * s.overlap + 0.4 * passage
-            if numeric and re.search(r"\d", s.text):
+            if numeric and _FIGURE.search(s.text):
                 s.score += 0.1
             if _PRONOUN_START.match(s.text):
                 s.score -= 0.05
