@@ -236,7 +236,7 @@ def ask(question: str, filters, status: dict) -> None:
 
 # ------------------------------------------------------------------ page
 
-def sidebar(key: tuple, status: dict | None):
+def sidebar(status: dict | None):
     from assistant.retrieve import Filters
 
     sb = st.sidebar
@@ -258,14 +258,11 @@ def sidebar(key: tuple, status: dict | None):
         st.session_state.messages = []
         st.session_state.chat_id += 1
         st.rerun()
-    if status is not None:
-        try:
-            sb.caption(f"Answer backend: {get_assistant(key).backend}")
-        except Exception as exc:  # noqa: BLE001
-            log.error("backend unavailable", exc_info=exc)
-    download = sb.empty()  # filled at the end of the run, so it includes the newest answer
+    # Filled at the end of the run: the chat input is drawn before the assistant is imported,
+    # and the download includes the newest answer.
+    backend, download = sb.empty(), sb.empty()
     sb.warning(PRIVACY, icon="🔒")
-    return Filters(substances=subs, conditions=conds, source_types=types), clicked, download
+    return Filters(substances=subs, conditions=conds, source_types=types), clicked, (backend, download)
 
 
 def main() -> None:
@@ -275,9 +272,13 @@ def main() -> None:
     st.info(BANNER, icon="ℹ️")
     key = _env_key()
     status = ensure_index(key)
-    filters, clicked, download = sidebar(key, status)
+    filters, clicked, (backend, download) = sidebar(status)
     if status is not None:
         chat(status, filters, clicked)
+        try:
+            backend.caption(f"Answer backend: {get_assistant(key).backend}")
+        except Exception as exc:  # noqa: BLE001
+            log.error("backend unavailable", exc_info=exc)
     download.download_button("Download conversation (Markdown)", key="download",
                              data=transcript.to_markdown(st.session_state.messages),
                              file_name="psyqa-conversation.md", mime="text/markdown",
