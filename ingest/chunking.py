@@ -52,19 +52,20 @@ def chunk_document(doc: LoadedDoc, doc_id: str, source: str, params: ChunkParams
     meta = flat_meta(doc.meta)
     meta.update(extra_meta or {})
     text = doc.text
-    title = doc.meta.title
+    # The title/section prefix may take at most a quarter of the window; longer titles and
+    # headings are shortened (on the chunk too, so what is stored is what was embedded).
+    head_limit = params.max_tokens // 4
+    title = _fit(doc.meta.title, head_limit // 2, count)
+    sections = {s.section: _fit(s.section, head_limit // 2, count) for s in doc.segments}
     pieces: list[tuple[int, int, str, int | None]] = []  # (start, end, section, page)
-    prefixes = {s.section: None for s in doc.segments}
-    prefix_tokens = dict(zip(prefixes, count([embed_text(title, s, "") for s in prefixes])))
+    prefix_tokens = dict(zip(sections, count([embed_text(title, sections[s], "") for s in sections])))
     for seg in doc.segments:
         budget = params.max_tokens - SPECIAL_TOKENS - prefix_tokens[seg.section]
-        if budget < 16:
-            budget = 16  # absurdly long titles: the chunk still gets some room
         spans = sentence_spans(text, seg.start, seg.end)
         spans = _split_long(text, spans, budget, count)
         sizes = count([text[s:e] for s, e in spans])
         for s, e in _pack(spans, sizes, budget, params.overlap_sentences):
-            pieces.append((s, e, seg.section, seg.page))
+            pieces.append((s, e, sections[seg.section], seg.page))
     # Verify with the real tokenizer on the final strings: whitespace joins can (rarely) differ.
     full = count([embed_text(title, sec, text[s:e]) for s, e, sec, _ in pieces])
     checked: list[tuple[int, int, str, int | None]] = []
@@ -83,6 +84,21 @@ def chunk_document(doc: LoadedDoc, doc_id: str, source: str, params: ChunkParams
         chunks.append(Chunk(chunk_id=cid, doc_id=doc_id, source=source, title=title, section=sec,
                             page=page, start=s, end=e, text=body, ordinal=ordinal, metadata=meta))
     return chunks
+
+
+def _fit(head: str, limit: int, count: TokenCounter) -> str:
+    """`head` cut at a word boundary to at most `limit` word pieces (with an ellipsis)."""
+    if not head or count([head])[0] <= limit:
+        return head
+    words = head.split()
+    lo, hi = 0, len(words)
+    while lo < hi:  # the longest prefix of words that fits
+        mid = (lo + hi + 1) // 2
+        if count([" ".join(words[:mid]) + " …"])[0] <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return (" ".join(words[:lo]) + " …") if lo else head[: max(1, limit)]
 
 
 def chunk_id(doc_id: str, embedded: str, page: int | None, occurrence: int) -> str:

@@ -172,7 +172,7 @@ _HEADS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 
 def load_html(rel: str, raw: str) -> LoadedDoc:
     """Main text only: scripts, styles and navigation are removed, nothing is executed."""
-    from selectolax.parser import HTMLParser
+    from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
     tree = HTMLParser(raw)
     page_title = ""
