@@ -91,13 +91,20 @@ def rows(path: Path | str) -> list[dict]:
         conn.close()
 
 
+def _cell(value):
+    """Neutralise spreadsheet formulas: a comment starting with '=' must not run in Excel."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def export_csv(path: Path | str, out: TextIO) -> int:
     """Write every row as CSV (header first) to `out`; return the number of rows."""
     data = rows(path)
     writer = csv.DictWriter(out, fieldnames=list(COLUMNS), lineterminator="\n")
     writer.writeheader()
     for r in data:
-        writer.writerow(r)
+        writer.writerow({k: _cell(v) for k, v in r.items()})
     return len(data)
 
 
