@@ -53,6 +53,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("psyqa: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # the edge: a full disk is an operator problem, not a crash
+        if _disk_full(exc):
+            print(f"psyqa: the disk is full ({exc}). Nothing was committed: the previous index is "
+                  f"intact. Free space under {Settings().data_dir} and run the command again.",
+                  file=sys.stderr)
+            return 3
+        raise
+
+
+def _disk_full(exc: BaseException) -> bool:
+    import errno
+
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(exc).lower()
+        if "no space left" in text or "disk is full" in text or "database or disk is full" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _register_optional(sub) -> None:
