@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("psyqa: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `psyqa config | head`: the reader left, that is fine
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # the edge: a full disk is an operator problem, not a crash
         if _disk_full(exc):
             print(f"psyqa: the disk is full ({exc}). Nothing was committed: the previous index is "
