@@ -214,6 +214,7 @@ def build_scale(settings, eval_sets: list[Path], n: int) -> Path:
     from assistant import store
     from assistant.lexical import LexicalIndex, lexical_dir
     from assistant.models import embed_text
+    from ingest.pipeline import NEVER
 
     ids, docs, metas, vecs, key = base_chunks(settings, eval_sets)
     root = Path(settings.data_dir).resolve() / "bench" / f"scale-{n}-{key}-{settings.collection}"
@@ -238,6 +239,7 @@ def build_scale(settings, eval_sets: list[Path], n: int) -> Path:
         for i in idx:
             j, copy = i % base, i // base
             text, meta = docs[j], dict(metas[j])
+            meta.update(gen=1, dead=NEVER)  # visible at the collection's generation 1
             v = vecs[j]
             if copy:
                 words = text.split(" ")
