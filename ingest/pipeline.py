@@ -364,24 +364,27 @@ def _sync(files, scopes, settings: Settings, report: IngestReport, rebuild: bool
     # in (their text is unchanged); extra chunks are marked dead from new_gen. Nothing a reader of
     # the committed generation can see is removed before the commit.
     doomed: list[str] = []
+    new_all: list[Chunk] = []
+    keep_all: list[tuple[Chunk, int]] = []
     for doc_id, chunks, previous in work:
         have = previous.ids if previous else set()
-        new = [c for c in chunks if c.chunk_id not in have]
-        keep = [c for c in chunks if c.chunk_id in have]
-        for k in range(0, len(new), max_batch):
-            part = new[k:k + max_batch]
-            col.upsert(ids=[c.chunk_id for c in part], documents=[c.text for c in part],
-                       metadatas=[chroma_meta(c, new_gen) for c in part],
-                       embeddings=[vectors[c.chunk_id] for c in part])
-        for k in range(0, len(keep), max_batch):
-            part = keep[k:k + max_batch]
-            col.update(ids=[c.chunk_id for c in part],
-                       metadatas=[chroma_meta(c, previous.gens.get(c.chunk_id, new_gen)) for c in part])
+        new_all += [c for c in chunks if c.chunk_id not in have]
+        keep_all += [(c, previous.gens.get(c.chunk_id, new_gen)) for c in chunks if c.chunk_id in have]
         doomed += sorted(have - {c.chunk_id for c in chunks})
         if previous is None:
             report.added += 1
         else:
             report.updated += 1
+    # One write per `max_batch` chunks across documents (per-document calls cost more than the
+    # writes themselves on small files); order does not matter before the commit.
+    for k in range(0, len(new_all), max_batch):
+        part = new_all[k:k + max_batch]
+        col.upsert(ids=[c.chunk_id for c in part], documents=[c.text for c in part],
+                   metadatas=[chroma_meta(c, new_gen) for c in part],
+                   embeddings=[vectors[c.chunk_id] for c in part])
+    for k in range(0, len(keep_all), max_batch):
+        part = keep_all[k:k + max_batch]
+        col.update(ids=[c.chunk_id for c, _ in part], metadatas=[chroma_meta(c, g) for c, g in part])
 
     # Documents that disappeared from a scanned folder. Failed files keep their chunks.
     for d in state.values():
