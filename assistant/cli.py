@@ -76,8 +76,19 @@ def _disk_full(exc: BaseException) -> bool:
         text = str(exc).lower()
         if "no space left" in text or "disk is full" in text or "database or disk is full" in text:
             return True
+        if type(exc).__name__ == "InternalError" and _free_bytes() < 16 * 1024 * 1024:
+            return True  # Chroma reports a full disk as a failed compaction
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+def _free_bytes() -> int:
+    import shutil
+
+    try:
+        return shutil.disk_usage(Settings().data_dir).free
+    except OSError:
+        return 1 << 62
 
 
 def _register_optional(sub) -> None:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from assistant import lexicon
 from assistant.models import Chunk
+from assistant.errors import StoreUnavailableError
 from assistant.lexical import visible, visible_where
 from assistant.services import Services
 
@@ -85,6 +86,18 @@ class HybridSearch:
     def search(self, query: str, k: int | None = None, filters: Filters | None = None,
                mode: str = "hybrid") -> list[Hit]:
         """Top `k` passages for `query`. `mode` is hybrid, dense or lexical (for benchmarks)."""
+        try:
+            return self._search(query, k, filters, mode)
+        except StoreUnavailableError:
+            raise
+        except Exception as exc:
+            if self.services.settings.chroma_host or not _stale_store(exc):
+                raise
+            # Another process (psyqa ingest) rewrote the embedded store: reopen it and retry once.
+            self.services.reopen()
+            return self._search(query, k, filters, mode)
+
+    def _search(self, query: str, k: int | None, filters: Filters | None, mode: str) -> list[Hit]:
         s = self.services.settings
         k = k or s.top_k
         filters = filters or Filters()
@@ -142,6 +155,11 @@ class HybridSearch:
             if len(hits) >= k:
                 break
         return hits
+
+
+def _stale_store(exc: Exception) -> bool:
+    """Chroma's embedded store seen through an out-of-date view of its files."""
+    return type(exc).__name__ in ("InternalError", "NotFoundError") or "Error finding id" in str(exc)
 
 
 class PsyqaRetriever(BaseRetriever):

@@ -42,6 +42,20 @@ class Services:
                     f"{self.settings.chroma_port}; it will be retried on the next question.") from None
             raise
 
+    def reopen(self) -> None:
+        """Drop the client so the next call opens the store afresh.
+
+        The embedded store belongs to one process: when `psyqa ingest` (another process) has
+        rewritten it, this process's cached view fails ("Error finding id"). Chroma keeps one
+        system per path in a process-wide cache, which has to be cleared as well.
+        """
+        with self._lock:
+            self.client = None
+            if not self.settings.chroma_host:
+                from chromadb.api.client import SharedSystemClient
+
+                SharedSystemClient.clear_system_cache()
+
     def lexical(self, collection) -> LexicalIndex:
         """The BM25 index of the collection's current generation (loaded or rebuilt)."""
         generation = int((collection.metadata or {}).get("generation", 0))

@@ -342,6 +342,8 @@ def _sync(files, scopes, settings: Settings, report: IngestReport, rebuild: bool
     for doc_id, chunks, previous in work:
         have = previous.ids if previous else set()
         to_embed.extend(c for c in chunks if c.chunk_id not in have)
+    if not settings.chroma_host:
+        _check_space(settings, to_embed)
     vectors: dict[str, list[float]] = {}
     if to_embed:
         if embed is None:
@@ -423,6 +425,24 @@ def _sync(files, scopes, settings: Settings, report: IngestReport, rebuild: bool
     report.generation = generation
     report.documents_total = int(meta.get("documents", 0))
     report.chunks_total = int(meta.get("chunks", 0))
+
+
+def _check_space(settings: Settings, chunks: list[Chunk]) -> None:
+    """Refuse before writing when the disk cannot hold the new chunks (embedded store).
+
+    Chroma fails mid-write on a full disk and cannot even be read until space is freed, so the
+    only safe moment to stop is before the first write. The estimate is generous: vectors are
+    stored in the log, the index and SQLite, text twice (document and full-text index).
+    """
+    import shutil
+
+    need = sum(384 * 4 * 3 + len(c.text.encode()) * 4 + 1024 for c in chunks) + 256 * 1024
+    free = shutil.disk_usage(settings.chroma_dir).free
+    if free < need:
+        raise PsyqaError(
+            f"Not enough disk space under {settings.data_dir}: about {need / 1e6:.1f} MB needed for "
+            f"{len(chunks)} new chunks, {free / 1e6:.1f} MB free. Nothing was written; the previous "
+            "index is intact. Free some space and run 'psyqa ingest' again.")
 
 
 def _delete_where(col, where: dict) -> None:

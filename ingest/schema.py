@@ -13,6 +13,16 @@ from assistant.errors import DocumentError
 from assistant.models import DocMeta
 
 _FM = re.compile(r"\A---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
+def _has_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, (list, tuple)):
+        return any(_has_surrogate(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
+    return False
+
+
 LIST_FIELDS = ("authors", "substances", "conditions", "jurisdictions", "sources", "facts")
 
 
@@ -33,6 +43,9 @@ def parse_front_matter(raw: str, path: str) -> DocMeta:
         line = f" (front matter line {where.line + 1})" if where is not None else ""
         raise DocumentError(path, f"malformed YAML front matter{line}",
                             "fix the YAML between the two '---' lines") from None
+    except (ValueError, RecursionError) as exc:  # impossible dates (2023-02-30), absurd nesting
+        raise DocumentError(path, f"front matter has a value YAML cannot represent ({type(exc).__name__}: "
+                            f"{str(exc)[:80]})", "fix the value (dates are YYYY-MM-DD)") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -43,6 +56,10 @@ def parse_front_matter(raw: str, path: str) -> DocMeta:
 
 def validate_meta(data: dict[str, Any], path: str) -> DocMeta:
     data = dict(data)
+    for key, value in data.items():
+        if _has_surrogate(value):
+            raise DocumentError(path, f"front-matter field '{key}' contains an invalid character "
+                                "(a lone UTF-16 surrogate)", f"retype the value of '{key}'")
     for key in LIST_FIELDS:  # a single string is accepted where a list is expected
         if isinstance(data.get(key), str):
             data[key] = [data[key]]
