@@ -1,4 +1,4 @@
-"""Hybrid retrieval: dense search in Chroma plus BM25, fused by reciprocal rank.
+"""Hybrid retrieval: dense search in Chroma plus BM25, fused by normalised score.
 
 Both sides see the query expanded by the domain lexicon (molly → MDMA, Spravato → esketamine).
 Metadata filters apply to both. Results are spread over documents (at most `max_per_doc` passages
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
@@ -21,7 +22,11 @@ from assistant.errors import StoreUnavailableError
 from assistant.lexical import visible, visible_where
 from assistant.services import Services
 
-RRF_K = 60
+# Fusion: score = cosine + lexical_weight * BM25 / max BM25 over the candidates, then one round of
+# dense pseudo-relevance feedback over the PRF_DOCS best. Chosen on PubMedQA passages over
+# reciprocal-rank fusion (see BENCHMARKS.md, Retrieval), which flattened a strong BM25 first
+# place into the dense ranks.
+PRF_DOCS = 3
 
 
 class Filters(BaseModel):
@@ -78,10 +83,12 @@ def chunk_from(cid: str, text: str, meta: dict) -> Chunk:
 class HybridSearch:
     """Dense + BM25 over the live collection."""
 
-    def __init__(self, services: Services, dense_weight: float = 1.0, lexical_weight: float = 1.0) -> None:
+    def __init__(self, services: Services, lexical_weight: float | None = None,
+                 prf_weight: float | None = None) -> None:
         self.services = services
-        self.dense_weight = dense_weight
-        self.lexical_weight = lexical_weight
+        s = services.settings
+        self.lexical_weight = s.lexical_weight if lexical_weight is None else lexical_weight
+        self.prf_weight = s.prf_weight if prf_weight is None else prf_weight
 
     def search(self, query: str, k: int | None = None, filters: Filters | None = None,
                mode: str = "hybrid") -> list[Hit]:
@@ -108,39 +115,57 @@ class HybridSearch:
         if total == 0:
             return []
         expanded = lexicon.expand_query(query)
-        qvec = self.services.embedder.embed_query(expanded)
+        q = np.asarray(self.services.embedder.embed_query(expanded), dtype=np.float32)
         n = min(s.candidates, total)
 
-        dense: list[tuple[str, float]] = []
         found: dict[str, tuple[str, dict]] = {}
+        vecs: dict[str, np.ndarray] = {}
+        dense_ids: list[str] = []
         if mode in ("hybrid", "dense"):
-            res = col.query(query_embeddings=[qvec], n_results=n, where=filters.where(generation),
-                            include=["documents", "metadatas", "distances"])
-            for cid, doc, meta, dist in zip(res["ids"][0], res["documents"][0],
-                                            res["metadatas"][0], res["distances"][0]):
-                dense.append((cid, 1.0 - float(dist)))
+            res = col.query(query_embeddings=[q.tolist()], n_results=n, where=filters.where(generation),
+                            include=["documents", "metadatas", "embeddings"])
+            for cid, doc, meta, emb in zip(res["ids"][0], res["documents"][0],
+                                           res["metadatas"][0], res["embeddings"][0]):
                 found[cid] = (doc, meta)
+                vecs[cid] = np.asarray(emb, dtype=np.float32)
+                dense_ids.append(cid)
         lexical: list[tuple[str, float]] = []
         if mode in ("hybrid", "lexical"):
-            lex = self.services.lexical(col)
-            lexical = lex.search(expanded, n * (1 if filters.empty() else 4))
-        sims = dict(dense)
+            lexical = self.services.lexical(col).search(expanded, n * (1 if filters.empty() else 4))
         missing = [cid for cid, _ in lexical if cid not in found]
         if missing:
             got = col.get(ids=missing, include=["documents", "metadatas", "embeddings"])
             for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"]):
                 found[cid] = (doc, meta)
-                sims[cid] = float(sum(a * b for a, b in zip(emb, qvec)))
+                vecs[cid] = np.asarray(emb, dtype=np.float32)
         # A chunk deleted between the BM25 build and now is simply not found: skip it.
         lexical = [(cid, sc) for cid, sc in lexical
                    if cid in found and visible(found[cid][1], generation) and filters.matches(found[cid][1])][:n]
-
-        fused: dict[str, float] = {}
-        for rank, (cid, _) in enumerate(dense):
-            fused[cid] = fused.get(cid, 0.0) + self.dense_weight / (RRF_K + rank + 1)
-        for rank, (cid, _) in enumerate(lexical):
-            fused[cid] = fused.get(cid, 0.0) + self.lexical_weight / (RRF_K + rank + 1)
         lex_scores = dict(lexical)
+        cands = list(dict.fromkeys(dense_ids + [cid for cid, _ in lexical]))
+        if not cands:
+            return []
+        ids = [c for c in cands if c in vecs]
+        matrix = np.stack([vecs[c] for c in ids]) if ids else np.zeros((0, q.shape[0]), np.float32)
+        sims = dict(zip(ids, (matrix @ q).tolist()))
+        top_lex = max(lex_scores.values(), default=0.0) or 1.0
+        lex_norm = {c: lex_scores.get(c, 0.0) / top_lex for c in cands}
+
+        def fuse(dense_sims: dict[str, float]) -> dict[str, float]:
+            if mode == "dense":
+                return dict(dense_sims)
+            if mode == "lexical":
+                return {c: lex_norm[c] for c in cands}
+            return {c: dense_sims.get(c, 0.0) + self.lexical_weight * lex_norm[c] for c in cands}
+
+        fused = fuse(sims)
+        if mode == "hybrid" and self.prf_weight > 0 and len(ids) > PRF_DOCS:
+            # Dense pseudo-relevance feedback: move the query towards its best fused passages and
+            # score the same candidates again (no second store query).
+            best = sorted(fused, key=lambda c: -fused[c])[:PRF_DOCS]
+            q2 = q + self.prf_weight * np.mean([vecs[c] for c in best if c in vecs], axis=0)
+            q2 /= np.linalg.norm(q2) or 1.0
+            fused = fuse(dict(zip(ids, (matrix @ q2).tolist())))
         order = sorted(fused, key=lambda c: (-fused[c], c))
         hits: list[Hit] = []
         per_doc: dict[str, int] = {}

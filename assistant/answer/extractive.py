@@ -171,7 +171,7 @@ def answer(question: str, hits: list[Hit], vocab: dict | None = None,
         for s in _sentences(h):
             s.overlap = sum(w for t, w in terms.items() if t in s.stems) / total
             passage = (h.dense - (best - RELATED_MARGIN)) / RELATED_MARGIN  # 0..1 within band
-            s.score = 0.6 * s.overlap + 0.4 * passage
+            s.score = 0.75 * s.overlap + 0.25 * passage
             if numeric and _FIGURE.search(s.text):
                 s.score += 0.1
             if _PRONOUN_START.match(s.text):
