@@ -271,6 +271,27 @@ def _has_term(normalized_text: str, term: str) -> bool:
     return _term_re(term).search(normalized_text) is not None
 
 
+# Lay wording of clinical topics → the terms the literature (and the corpus) uses.
+TOPICS: dict[str, tuple[str, ...]] = {
+    "side effect": ("adverse events",),
+    "side effects": ("adverse events",),
+    "bad trips": ("challenging experiences",),
+    "bad trip": ("challenging experiences",),
+    "bad reaction": ("adverse events",),
+    "addictive": ("abuse liability", "dependence"),
+    "addiction potential": ("abuse liability",),
+    "heart": ("cardiac", "cardiovascular"),
+    "blood pressure": ("hypertension",),
+    "how long does it last": ("duration", "acute effects"),
+    "mixing": ("interactions",),
+    "combine": ("interactions",),
+    "combined with": ("interactions",),
+    "legal": ("legal status", "schedule"),
+    "price": ("cost",),
+    "expensive": ("cost",),
+}
+
+
 def expand_query(text: str) -> str:
     """Append canonical terms for aliases so search also finds the clinical literature.
 
@@ -294,6 +315,9 @@ def expand_query(text: str) -> str:
         for term in EXPANSIONS[slug]:
             if not _has_term(norm, term) and term not in extras:
                 extras.append(term)
+    for phrase, terms in TOPICS.items():
+        if _has_term(norm, phrase) and not any(_has_term(norm, t) for t in terms):
+            extras.extend(t for t in terms if t not in extras)
     if not extras:
         return text
     return f"{text} {' '.join(extras)}"

@@ -22,7 +22,7 @@ from assistant.text import sentence_spans
 # Abstention thresholds, calibrated on eval/gold.jsonl (see eval/README.md): in-scope questions
 # have a best passage similarity well above MIN_DENSE; unrelated ones fall below it.
 MIN_DENSE = 0.35
-MIN_OVERLAP = 0.2
+MIN_OVERLAP = 0.15
 RELATED_MARGIN = 0.2     # passages much less similar than the best one are not used
 MAX_SENTENCES = 5
 MIN_WORDS = 5
@@ -161,7 +161,9 @@ def answer(question: str, hits: list[Hit], vocab: dict | None = None,
         return Draft("no_evidence", "", [], [], 0.0, [], nearest)
     best = max(h.dense for h in hits)
     unknown = unknown_terms(question, vocab, common)
-    terms = weighted_terms(lexicon.expand_query(question))
+    terms = weighted_terms(question)
+    for t, w in weighted_terms(lexicon.expand_query(question)[len(question):]).items():
+        terms[t] = max(terms.get(t, 0.0), w)  # canonical names for aliases, clinical wording
     total = sum(terms.values()) or 1.0
     numeric = bool(_NUMERIC_Q.search(question))
 

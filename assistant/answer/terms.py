@@ -61,13 +61,21 @@ def stems(text: str) -> list[str]:
     return _stemmer().stemWords(ws) if ws else []
 
 
+# The context a follow-up carries forward: "What about its side effects? (about MDMA for PTSD)".
+_CARRIED = re.compile(r"\s\((?:about|for) [^()]*\)\s*$")
+
+
 def weighted_terms(question: str) -> dict[str, float]:
-    """Stemmed question terms with weights: topic words 1.0, generic words 0.25."""
-    ws = words(question)
+    """Stemmed question terms with weights: topic words 1.0, generic words 0.25, and half weight
+    for the context a follow-up carried forward (the user's own words lead)."""
+    m = _CARRIED.search(question)
+    own, carried = (question[:m.start()], m.group(0)) if m else (question, "")
     out: dict[str, float] = {}
-    for w, s in zip(ws, _stemmer().stemWords(ws) if ws else []):
-        weight = 0.25 if w in GENERIC else 1.0
-        out[s] = max(out.get(s, 0.0), weight)
+    for part, scale in ((own, 1.0), (carried, 0.5)):
+        ws = words(part)
+        for w, s in zip(ws, _stemmer().stemWords(ws) if ws else []):
+            weight = (0.25 if w in GENERIC else 1.0) * scale
+            out[s] = max(out.get(s, 0.0), weight)
     return out
 
 
