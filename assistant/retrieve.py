@@ -22,7 +22,7 @@ from assistant.errors import StoreUnavailableError
 from assistant.lexical import visible, visible_where
 from assistant.services import Services
 
-# Fusion: score = cosine + lexical_weight * BM25 / max BM25 over the candidates, then one round of
+# Fusion: score = cosine + lexical_weight (0.4) * BM25 / max BM25 over the candidates, then one round of
 # dense pseudo-relevance feedback over the PRF_DOCS best. Chosen on PubMedQA passages over
 # reciprocal-rank fusion (see BENCHMARKS.md, Retrieval), which flattened a strong BM25 first
 # place into the dense ranks.

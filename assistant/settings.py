@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     # Retrieval and answers
     top_k: int = Field(8, description="Passages handed to the answerer")
     candidates: int = Field(100, description="Candidates per retriever before fusion")
-    lexical_weight: float = Field(0.3, description="Weight of BM25 (scaled to the best candidate) next to cosine")
+    lexical_weight: float = Field(0.4, description="Weight of BM25 (scaled to the best candidate) next to cosine")
     prf_weight: float = Field(1.0, description="Dense pseudo-relevance feedback: weight of the top-3 mean")
     max_per_doc: int = Field(3, description="At most this many passages from one document")
     min_evidence: float = Field(
