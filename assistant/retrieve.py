@@ -126,6 +126,8 @@ class HybridSearch:
                             include=["documents", "metadatas", "embeddings"])
             for cid, doc, meta, emb in zip(res["ids"][0], res["documents"][0],
                                            res["metadatas"][0], res["embeddings"][0]):
+                if meta is None or doc is None:
+                    continue  # a record being written by a concurrent ingest
                 found[cid] = (doc, meta)
                 vecs[cid] = np.asarray(emb, dtype=np.float32)
                 dense_ids.append(cid)
@@ -136,6 +138,8 @@ class HybridSearch:
         if missing:
             got = col.get(ids=missing, include=["documents", "metadatas", "embeddings"])
             for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"]):
+                if meta is None or doc is None:
+                    continue  # a record being written by a concurrent ingest
                 found[cid] = (doc, meta)
                 vecs[cid] = np.asarray(emb, dtype=np.float32)
         # A chunk deleted between the BM25 build and now is simply not found: skip it.

@@ -87,18 +87,19 @@ def chunk_document(doc: LoadedDoc, doc_id: str, source: str, params: ChunkParams
 
 
 def _fit(head: str, limit: int, count: TokenCounter) -> str:
-    """`head` cut at a word boundary to at most `limit` word pieces (with an ellipsis)."""
+    """`head` cut at a word boundary to at most `limit` word pieces (with an ellipsis); the kept
+    part is an exact prefix of `head`."""
     if not head or count([head])[0] <= limit:
         return head
-    words = head.split()
-    lo, hi = 0, len(words)
-    while lo < hi:  # the longest prefix of words that fits
+    ends = [m.end() for m in _WORDS.finditer(head)]
+    lo, hi = 0, len(ends)
+    while lo < hi:  # the most words that fit
         mid = (lo + hi + 1) // 2
-        if count([" ".join(words[:mid]) + " …"])[0] <= limit:
+        if count([head[:ends[mid - 1]] + " …"])[0] <= limit:
             lo = mid
         else:
             hi = mid - 1
-    return (" ".join(words[:lo]) + " …") if lo else head[: max(1, limit)]
+    return (head[:ends[lo - 1]] + " …") if lo else head[: max(1, limit)]
 
 
 def chunk_id(doc_id: str, embedded: str, page: int | None, occurrence: int) -> str:
