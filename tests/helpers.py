@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -96,47 +94,8 @@ def make_pdf(pages: list[str | None], title: str | None = None) -> bytes:
 
 # ----------------------------------------------------------------------------- Chroma server
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_chroma_server(path: Path, timeout: float = 90.0) -> tuple[subprocess.Popen, str, int]:
-    """`chroma run` on loopback with its data under `path`; returns once heartbeat() answers."""
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    host, port = "127.0.0.1", free_port()
-    path.mkdir(parents=True, exist_ok=True)
-    log = open(path / "server.log", "wb")
-    proc = subprocess.Popen([CHROMA, "run", "--host", host, "--port", str(port), "--path", str(path)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"chroma run exited with {proc.returncode}: "
-                               f"{(path / 'server.log').read_text(errors='replace')[-2000:]}")
-        try:
-            chromadb.HttpClient(host=host, port=port,
-                                settings=ChromaSettings(anonymized_telemetry=False)).heartbeat()
-            return proc, host, port
-        except Exception as exc:  # not up yet
-            last = exc
-            time.sleep(0.3)
-    stop_process(proc)
-    raise RuntimeError(f"chroma run did not answer within {timeout} s ({last!r})")
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(15)
+# One starter for the tests and `psyqa bench latency`: a real `chroma run` on loopback.
+from assistant.bench.server import free_port, start_chroma_server, stop_process  # noqa: E402,F401 (re-exported)
 
 
 def unique_collection(prefix: str = "t") -> str:

@@ -27,7 +27,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -175,10 +174,12 @@ def base_chunks(settings, eval_sets: list[Path]):
     import numpy as np
 
     from assistant import store
-    from assistant.bench.retrieval import load_beir, prepare_index
+    from assistant.bench.retrieval import cache_dir, load_beir, prepare_index
     from assistant.embeddings import BundledEmbeddings
 
-    key = hashlib.sha256(json.dumps([str(p.resolve()) for p in eval_sets]).encode()).hexdigest()[:8]
+    # Keyed by the retrieval caches it reads, which are keyed by the data and the pipeline version:
+    # a new chunker gives a new scale corpus rather than a stale one.
+    key = hashlib.sha256(json.dumps([str(cache_dir(p, settings)) for p in eval_sets]).encode()).hexdigest()[:8]
     cache = Path(settings.data_dir).resolve() / "bench" / f"scale-base-{key}"
     if not (cache / "chunks.json").exists():
         embedder = BundledEmbeddings(settings.embedding_model, settings.embed_batch_size)
@@ -287,59 +288,9 @@ def scale_questions(eval_sets: list[Path], count: int) -> list[str]:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _rss_mb(pid: int) -> dict:
-    out = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                out[line.split(":")[0]] = round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return out
-
-
-def start_server(path: Path, timeout: float = 120.0):
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    chroma = Path(sys.executable).parent / "chroma"
-    port = _free_port()
-    log = open(path.parent / "server.log", "wb")
-    proc = subprocess.Popen([str(chroma) if chroma.exists() else "chroma", "run", "--host", "127.0.0.1",
-                             "--port", str(port), "--path", str(path)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"chroma run exited with {proc.returncode}")
-        try:
-            chromadb.HttpClient(host="127.0.0.1", port=port,
-                                settings=ChromaSettings(anonymized_telemetry=False)).heartbeat()
-            return proc, port
-        except Exception:
-            time.sleep(0.3)
-    stop_server(proc)
-    raise RuntimeError("chroma run did not answer in time")
-
-
-def stop_server(proc) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(20)
-
-
 def bench_scale(settings, sizes: list[int], backends: list[str], eval_sets: list[Path],
                 questions_n: int = 30, repeat: int = 3) -> list[dict]:
+    from assistant.bench.server import rss_mb, start_chroma_server, stop_process
     from assistant.lexical import lexical_dir
 
     questions = scale_questions(eval_sets, questions_n)
@@ -355,16 +306,16 @@ def bench_scale(settings, sizes: list[int], backends: list[str], eval_sets: list
                 with tempfile.TemporaryDirectory(prefix="psyqa-bench-server-") as tmp:
                     srv = Path(tmp) / "chroma"
                     shutil.copytree(data / "chroma", srv)
-                    proc, port = start_server(srv)
+                    proc, _, port = start_chroma_server(srv)
                     try:
                         sdata = Path(tmp) / "data"
                         src = lexical_dir(data, settings.collection, 1, None)
                         shutil.copytree(src, lexical_dir(sdata, settings.collection, 1, f"127.0.0.1:{port}"))
                         res = run_child({"data_dir": sdata, "collection": settings.collection,
                                          "chroma_host": "127.0.0.1", "chroma_port": port}, questions, repeat)
-                        res["server_rss_mb"] = _rss_mb(proc.pid)
+                        res["server_rss_mb"] = rss_mb(proc.pid)
                     finally:
-                        stop_server(proc)
+                        stop_process(proc)
             res.update(size=n, backend=backend)
             _log(f"scale {n} {backend}: {res}")
             results.append(res)
