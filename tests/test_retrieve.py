@@ -256,3 +256,78 @@ def test_bm25_stays_in_step_with_chroma_after_change_add_and_remove(tmp_path, em
     assert top and top[0].chunk.doc_id == "delta"
     assert not {h.chunk.chunk_id for h in fresh.search("quokka narwhal", 10, mode="lexical")} & removed
     assert any(p.name == "ids.json" for p in bm25.rglob("ids.json")), "the rebuilt BM25 index was not saved"
+
+
+# ------------------------------------------------------------- what a reader of a generation sees
+
+class _CountingCollection:
+    """The real collection, with its `query` calls recorded (to see which path a search took)."""
+
+    def __init__(self, col) -> None:
+        self._col, self.wheres = col, []
+
+    def query(self, **kw):
+        self.wheres.append(kw.get("where"))
+        return self._col.query(**kw)
+
+    def __getattr__(self, name):
+        return getattr(self._col, name)
+
+
+def test_uncommitted_and_deleted_chunks_stay_invisible_on_the_fast_path(tmp_path, embedder):
+    """The dense search runs without a `where` clause while every hit is visible, and falls back
+    to the generation rule as soon as one is not: chunks of a sync in progress (gen G+1) and chunks
+    deleted by generation G (dead <= G, not yet cleaned up) never reach an answer."""
+    from ingest.pipeline import NEVER, run
+
+    corpus = tmp_path / "corpus"
+    settings = Settings(data_dir=tmp_path / "data", corpus_dir=corpus)
+    meta = dict(source_type="summary", substances=["psilocybin"])
+    write_doc(corpus / "alpha.md", "Alpha", "The quokka study followed forty adults for a year. "
+              "Quokka participants kept a sleep diary every morning.", id="alpha", **meta)
+    write_doc(corpus / "beta.md", "Beta", "The narwhal cohort reported fewer headaches after the "
+              "second session. Narwhal sessions lasted six hours.", id="beta", **meta)
+    write_doc(corpus / "gamma.md", "Gamma", "The quokka sleep diary was also kept in the gamma "
+              "protocol, every morning for a year.", id="gamma", **meta)
+    assert run(None, settings, embedder=embedder).added == 3
+
+    services = Services(settings=settings, embedder=embedder)
+    col = services.collection()
+    counting = _CountingCollection(col)
+    services.collection = lambda: counting  # the real collection, counted
+    search = HybridSearch(services)
+    query = "quokka sleep diary"
+    first = {mode: search.search(query, 5, mode=mode) for mode in ("hybrid", "dense")}
+    assert counting.wheres == [None, None], "a clean index should be searched without a where clause"
+    for mode, hits in first.items():  # both documents found, so hiding them below is a real test
+        assert {"alpha", "gamma"} <= {h.chunk.doc_id for h in hits}, mode
+    clean = {mode: [h.chunk.chunk_id for h in hits] for mode, hits in first.items()}
+
+    gen = int(col.metadata["generation"])
+    alpha = col.get(where={"doc_id": "alpha"}, include=["documents", "metadatas", "embeddings"])
+    gamma = col.get(where={"doc_id": "gamma"}, include=["metadatas"])
+    # A sync in progress: alpha's next version, written with the same vectors (so it ties the top).
+    col.add(ids=[f"next-{i}" for i in alpha["ids"]],
+            documents=[d + " UNCOMMITTED" for d in alpha["documents"]],
+            metadatas=[dict(m, doc_id="alpha-next", gen=gen + 1, dead=NEVER) for m in alpha["metadatas"]],
+            embeddings=alpha["embeddings"])
+    # Gamma deleted by the committed generation, its chunks not cleaned up yet.
+    col.update(ids=gamma["ids"], metadatas=[dict(m, dead=gen) for m in gamma["metadatas"]])
+
+    counting.wheres.clear()
+    for mode in ("hybrid", "dense"):
+        hits = search.search(query, 5, mode=mode)
+        got = {h.chunk.doc_id for h in hits}
+        assert "alpha" in got, (mode, got)
+        assert not got & {"alpha-next", "gamma"}, (mode, got)
+        assert not any("UNCOMMITTED" in h.chunk.text for h in hits)
+    assert counting.wheres[0] is None and counting.wheres[1] is not None, counting.wheres
+    assert len(counting.wheres) == 4, "each search should have fallen back to the where clause once"
+
+    # The leftovers gone again: back to one unfiltered query per search, same results as before.
+    col.delete(ids=[f"next-{i}" for i in alpha["ids"]])
+    col.update(ids=gamma["ids"], metadatas=gamma["metadatas"])
+    counting.wheres.clear()
+    again = {mode: [h.chunk.chunk_id for h in search.search(query, 5, mode=mode)] for mode in ("hybrid", "dense")}
+    assert again == clean
+    assert counting.wheres == [None, None]
