@@ -2,9 +2,10 @@
 
 The sync is crash-safe without a second ledger: every chunk carries its document's content hash
 and chunk count, so the next run can tell a complete, current document from a half-written or
-stale one by reading the collection alone. Per document it adds the missing chunks first, then
-refreshes the metadata of kept chunks, then deletes the extra ones; removed documents go last; the
-generation number is bumped only when everything has been written.
+stale one by reading the collection alone. Per document it adds the missing chunks first (at the
+next generation), then refreshes the metadata of kept chunks, then marks the extra ones dead from
+the next generation; removed documents go last; the generation number is bumped only when
+everything has been written, and chunks dead at it are deleted after that.
 """
 
 from __future__ import annotations
