@@ -27,6 +27,9 @@ from assistant.services import Services
 # reciprocal-rank fusion (see BENCHMARKS.md, Retrieval), which flattened a strong BM25 first
 # place into the dense ranks.
 PRF_DOCS = 3
+# With user filters the dense search first fetches this many times the candidates unfiltered and
+# filters them in Python (see HybridSearch._dense); only a narrower filter pays for Chroma's `where`.
+FILTER_OVERFETCH = 4
 
 
 class Filters(BaseModel):
@@ -122,9 +125,7 @@ class HybridSearch:
         vecs: dict[str, np.ndarray] = {}
         dense_ids: list[str] = []
         if mode in ("hybrid", "dense"):
-            res = self._dense(col, q, n, filters, generation)
-            for cid, doc, meta, emb in zip(res["ids"][0], res["documents"][0],
-                                           res["metadatas"][0], res["embeddings"][0]):
+            for cid, doc, meta, emb in self._dense(col, q, n, total, filters, generation):
                 if meta is None or doc is None:
                     continue  # a record being written by a concurrent ingest
                 found[cid] = (doc, meta)
@@ -132,7 +133,7 @@ class HybridSearch:
                 dense_ids.append(cid)
         lexical: list[tuple[str, float]] = []
         if mode in ("hybrid", "lexical"):
-            lexical = self.services.lexical(col).search(expanded, n * (1 if filters.empty() else 4))
+            lexical = self.services.lexical(col).search(expanded, n * (1 if filters.empty() else FILTER_OVERFETCH))
         missing = [cid for cid, _ in lexical if cid not in found]
         if missing:
             got = col.get(ids=missing, include=["documents", "metadatas", "embeddings"])
@@ -185,24 +186,34 @@ class HybridSearch:
         return hits
 
     @staticmethod
-    def _dense(col, q: np.ndarray, n: int, filters: Filters, generation: int) -> dict:
-        """The `n` nearest chunks that a reader of `generation` sees (and `filters` allow).
+    def _dense(col, q: np.ndarray, n: int, total: int, filters: Filters,
+               generation: int) -> list[tuple[str, str, dict, list[float]]]:
+        """The `n` nearest chunks that a reader of `generation` sees and `filters` allow, as
+        (id, text, metadata, vector), nearest first.
 
-        Chroma evaluates a `where` clause before the vector search, and a clause that matches
-        every chunk (the generation rule, almost always) costs more than the search itself: about
-        6x at 10k chunks, growing with the collection. So without user filters the search runs
-        unfiltered first: if all `n` hits are visible they are exactly the `n` nearest visible
-        chunks. Only when one is not (a sync in progress, or the leftovers of a crashed one) does
-        it run again with the rule as a `where` clause.
+        Chroma evaluates a `where` clause before the vector search, and the generation rule
+        matches (almost) every chunk: at 100k chunks a filtered query took 807 ms against 15 ms
+        unfiltered (BENCHMARKS.md, Latency). So the search runs unfiltered first, over `n` chunks,
+        or FILTER_OVERFETCH x `n` with user filters, and keeps the hits that pass in Python. If
+        at least `n` pass (or the collection had no more), they are exactly the `n` nearest that
+        pass, since any nearer one would have been fetched too. Otherwise (a sync in progress, the
+        leftovers of a crashed one, a narrow filter) the query runs again with the `where` clause.
         """
         include = ["documents", "metadatas", "embeddings"]
-        if filters.empty():
-            res = col.query(query_embeddings=[q.tolist()], n_results=n, include=include)
-            metas = res["metadatas"][0]
-            if all(m is not None and visible(m, generation) for m in metas):
-                return res
-        return col.query(query_embeddings=[q.tolist()], n_results=n, where=filters.where(generation),
-                         include=include)
+        fetch = n if filters.empty() else min(total, n * FILTER_OVERFETCH)
+
+        def rows(res) -> list[tuple[str, str, dict, list[float]]]:
+            return list(zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["embeddings"][0]))
+
+        got = rows(col.query(query_embeddings=[q.tolist()], n_results=fetch, include=include))
+        seen = [r for r in got if r[2] is not None and visible(r[2], generation)]
+        keep = [r for r in seen if filters.matches(r[2])]
+        # Enough passed, or nothing more to find: the store had no more chunks, or every chunk a
+        # reader of this generation can see (`total` of them) is among those fetched.
+        if len(keep) >= n or len(got) < fetch or len(seen) >= total:
+            return keep[:n]
+        return rows(col.query(query_embeddings=[q.tolist()], n_results=n, where=filters.where(generation),
+                              include=include))
 
 
 def _stale_store(exc: Exception) -> bool:

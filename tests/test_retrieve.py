@@ -289,7 +289,9 @@ def test_uncommitted_and_deleted_chunks_stay_invisible_on_the_fast_path(tmp_path
               "second session. Narwhal sessions lasted six hours.", id="beta", **meta)
     write_doc(corpus / "gamma.md", "Gamma", "The quokka sleep diary was also kept in the gamma "
               "protocol, every morning for a year.", id="gamma", **meta)
-    assert run(None, settings, embedder=embedder).added == 3
+    write_doc(corpus / "delta.md", "Delta", "Ketamine clinic patients kept a quokka sleep diary "
+              "too.", id="delta", source_type="summary", substances=["ketamine"])
+    assert run(None, settings, embedder=embedder).added == 4
 
     services = Services(settings=settings, embedder=embedder)
     col = services.collection()
@@ -302,6 +304,11 @@ def test_uncommitted_and_deleted_chunks_stay_invisible_on_the_fast_path(tmp_path
     for mode, hits in first.items():  # both documents found, so hiding them below is a real test
         assert {"alpha", "gamma"} <= {h.chunk.doc_id for h in hits}, mode
     clean = {mode: [h.chunk.chunk_id for h in hits] for mode, hits in first.items()}
+    # A user filter is applied in Python to an over-fetched unfiltered result while enough pass.
+    counting.wheres.clear()
+    only = Filters(substances=["ketamine"])
+    assert {h.chunk.doc_id for h in search.search(query, 5, only, mode="dense")} == {"delta"}
+    assert counting.wheres == [None]
 
     gen = int(col.metadata["generation"])
     alpha = col.get(where={"doc_id": "alpha"}, include=["documents", "metadatas", "embeddings"])
@@ -323,6 +330,11 @@ def test_uncommitted_and_deleted_chunks_stay_invisible_on_the_fast_path(tmp_path
         assert not any("UNCOMMITTED" in h.chunk.text for h in hits)
     assert counting.wheres[0] is None and counting.wheres[1] is not None, counting.wheres
     assert len(counting.wheres) == 4, "each search should have fallen back to the where clause once"
+    # With a filter too: the over-fetch holds the uncommitted copies, so it falls back as well.
+    counting.wheres.clear()
+    got = search.search(query, 5, Filters(substances=["psilocybin"]), mode="dense")
+    assert {h.chunk.doc_id for h in got} == {"alpha", "beta"}
+    assert counting.wheres[0] is None and counting.wheres[1] is not None, counting.wheres
 
     # The leftovers gone again: back to one unfiltered query per search, same results as before.
     col.delete(ids=[f"next-{i}" for i in alpha["ids"]])
