@@ -160,3 +160,21 @@ def test_bench_latency_tiny_scale(tmp_path):
     assert row["size"] == 40 and row["backend"] == "embedded"
     assert row["asks"] == 3 and row["p50_ms"] > 0 and row["encode_p50_ms"] > 0 and row["peak_rss_mb"] > 0
     assert row["statuses"]  # every ask returned an Answer
+
+
+def test_child_peak_memory_is_its_own_not_the_parents():
+    """A benchmark child reports its own peak RSS even when its parent was far larger: Linux
+    carries ru_maxrss across exec, which once made two 100k-chunk children both report the
+    1.2 GB of the parent that had just built their corpus."""
+    from assistant.bench import memory_mb
+
+    ballast = bytearray(400 * 1024 * 1024)
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1  # touch every page so it is resident
+    parent_peak = memory_mb()["VmHWM"]
+    assert parent_peak >= 400
+    code = "import json; from assistant.bench import memory_mb; print(json.dumps(memory_mb()['VmHWM']))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    child_peak = json.loads(out.stdout)
+    del ballast
+    assert 0 < child_peak < 200, f"the child's own peak should be small, got {child_peak} MB"

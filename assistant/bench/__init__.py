@@ -34,6 +34,24 @@ def machine() -> dict:
     }
 
 
+def memory_mb(pid: int | str = "self") -> dict[str, float]:
+    """Resident memory of a process in MB from /proc: now (VmRSS) and its peak (VmHWM).
+
+    VmHWM belongs to the process's address space, which exec replaces, so a benchmark child's
+    figure is its own. (`getrusage(...).ru_maxrss` is not: Linux carries it across exec, so a
+    child started by a 1.2 GB parent reports at least 1.2 GB.) Empty where /proc is missing.
+    """
+    out: dict[str, float] = {}
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    out[line.split(":")[0]] = round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return out
+
+
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank-interpolated percentile (numpy's default 'linear')."""
     import numpy as np

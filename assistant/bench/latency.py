@@ -1,6 +1,6 @@
 """`psyqa bench latency`: warm `Assistant.ask` latency, on the starter corpus and at scale.
 
-Every configuration is measured in a fresh child process, so its peak RSS (ru_maxrss) is its own.
+Every configuration is measured in a fresh child process, so its peak RSS (VmHWM) is its own.
 In the child: the Assistant is built, warmed (model weights, BM25 index, Chroma caches), then each
 question is asked `repeat` times; right after each ask the raw query encode
 (`embedder.embed_query`) of the same question is timed as the floor, so both see the same load.
@@ -81,7 +81,7 @@ def _log(msg: str) -> None:
 def measure(overrides: dict, questions: list[str], repeat: int) -> dict:
     """Warm ask() latency and the embed_query floor, in this process. Returns ms and MB."""
     from assistant.assistant import Assistant
-    from assistant.bench import percentile
+    from assistant.bench import memory_mb, percentile
     from assistant.services import build_services
     from assistant.settings import Settings
 
@@ -104,11 +104,13 @@ def measure(overrides: dict, questions: list[str], repeat: int) -> dict:
             t0 = time.perf_counter()
             services.embedder.embed_query(q)
             floor.append((time.perf_counter() - t0) * 1000)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = memory_mb().get("VmHWM")
+    if peak is None:  # no /proc: ru_maxrss, which may include the parent's peak (see memory_mb)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "asks": len(asks), "p50_ms": round(percentile(asks, 50), 1), "p95_ms": round(percentile(asks, 95), 1),
         "encode_p50_ms": round(percentile(floor, 50), 1), "encode_p95_ms": round(percentile(floor, 95), 1),
-        "warmup_s": round(warm_s, 2), "peak_rss_mb": round(rss_mb, 1), "statuses": statuses,
+        "warmup_s": round(warm_s, 2), "peak_rss_mb": round(peak, 1), "statuses": statuses,
         "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -290,7 +292,8 @@ def scale_questions(eval_sets: list[Path], count: int) -> list[str]:
 
 def bench_scale(settings, sizes: list[int], backends: list[str], eval_sets: list[Path],
                 questions_n: int = 30, repeat: int = 3) -> list[dict]:
-    from assistant.bench.server import rss_mb, start_chroma_server, stop_process
+    from assistant.bench import memory_mb
+    from assistant.bench.server import start_chroma_server, stop_process
     from assistant.lexical import lexical_dir
 
     questions = scale_questions(eval_sets, questions_n)
@@ -313,7 +316,7 @@ def bench_scale(settings, sizes: list[int], backends: list[str], eval_sets: list
                         shutil.copytree(src, lexical_dir(sdata, settings.collection, 1, f"127.0.0.1:{port}"))
                         res = run_child({"data_dir": sdata, "collection": settings.collection,
                                          "chroma_host": "127.0.0.1", "chroma_port": port}, questions, repeat)
-                        res["server_rss_mb"] = rss_mb(proc.pid)
+                        res["server_rss_mb"] = memory_mb(proc.pid)
                     finally:
                         stop_process(proc)
             res.update(size=n, backend=backend)

@@ -66,14 +66,3 @@ def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> None:
             proc.kill()
             proc.wait(timeout)
 
-
-def rss_mb(pid: int) -> dict[str, float]:
-    """Current (VmRSS) and peak (VmHWM) resident memory of a process in MB, from /proc."""
-    out = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                out[line.split(":")[0]] = round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return out
