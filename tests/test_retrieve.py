@@ -196,16 +196,24 @@ def _all_hits(search: HybridSearch, queries: list[str]) -> list:
     return out
 
 
+SMALL_META = dict(source_type="summary", substances=["psilocybin"])
+
+
+def _small_corpus(tmp_path: Path) -> tuple[Path, Settings]:
+    """A corpus folder with two made-up studies (alpha: quokka, beta: narwhal), and its settings."""
+    corpus = tmp_path / "corpus"
+    write_doc(corpus / "alpha.md", "Alpha", "The quokka study followed forty adults for a year. "
+              "Quokka participants kept a sleep diary every morning.", id="alpha", **SMALL_META)
+    write_doc(corpus / "beta.md", "Beta", "The narwhal cohort reported fewer headaches after the "
+              "second session. Narwhal sessions lasted six hours.", id="beta", **SMALL_META)
+    return corpus, Settings(data_dir=tmp_path / "data", corpus_dir=corpus)
+
+
 def test_bm25_stays_in_step_with_chroma_after_change_add_and_remove(tmp_path, embedder):
     from ingest.pipeline import run
 
-    corpus = tmp_path / "corpus"
-    settings = Settings(data_dir=tmp_path / "data", corpus_dir=corpus)
-    meta = dict(source_type="summary", substances=["psilocybin"])
-    write_doc(corpus / "alpha.md", "Alpha", "The quokka study followed forty adults for a year. "
-              "Quokka participants kept a sleep diary every morning.", id="alpha", **meta)
-    write_doc(corpus / "beta.md", "Beta", "The narwhal cohort reported fewer headaches after the "
-              "second session. Narwhal sessions lasted six hours.", id="beta", **meta)
+    corpus, settings = _small_corpus(tmp_path)
+    meta = SMALL_META
     write_doc(corpus / "gamma.md", "Gamma", "Psilocybin sessions in the gamma protocol were held "
               "in a quiet room with two facilitators present.", id="gamma", **meta)
     first = run(None, settings, embedder=embedder)
@@ -280,13 +288,8 @@ def test_uncommitted_and_deleted_chunks_stay_invisible_on_the_fast_path(tmp_path
     deleted by generation G (dead <= G, not yet cleaned up) never reach an answer."""
     from ingest.pipeline import NEVER, run
 
-    corpus = tmp_path / "corpus"
-    settings = Settings(data_dir=tmp_path / "data", corpus_dir=corpus)
-    meta = dict(source_type="summary", substances=["psilocybin"])
-    write_doc(corpus / "alpha.md", "Alpha", "The quokka study followed forty adults for a year. "
-              "Quokka participants kept a sleep diary every morning.", id="alpha", **meta)
-    write_doc(corpus / "beta.md", "Beta", "The narwhal cohort reported fewer headaches after the "
-              "second session. Narwhal sessions lasted six hours.", id="beta", **meta)
+    corpus, settings = _small_corpus(tmp_path)
+    meta = SMALL_META
     write_doc(corpus / "gamma.md", "Gamma", "The quokka sleep diary was also kept in the gamma "
               "protocol, every morning for a year.", id="gamma", **meta)
     write_doc(corpus / "delta.md", "Delta", "Ketamine clinic patients kept a quokka sleep diary "
