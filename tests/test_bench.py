@@ -154,12 +154,16 @@ def test_bench_ingest_reports_ratio_and_zero_chunk_rerun(tmp_path):
 @pytest.mark.slow
 def test_bench_latency_tiny_scale(tmp_path):
     beir = make_beir(tmp_path / "beir")
-    out = _psyqa("bench", "latency", "--sizes", "40", "--backend", "embedded", "--eval-sets", str(beir),
+    out = _psyqa("bench", "latency", "--sizes", "40,60", "--backend", "both", "--eval-sets", str(beir),
                  "--queries", "3", "--repeat", "1", "--json")
-    [row] = out["scale"]
-    assert row["size"] == 40 and row["backend"] == "embedded"
-    assert row["asks"] == 3 and row["p50_ms"] > 0 and row["encode_p50_ms"] > 0 and row["peak_rss_mb"] > 0
-    assert row["statuses"]  # every ask returned an Answer
+    rows = {(r["size"], r["backend"]): r for r in out["scale"]}
+    assert set(rows) == {(40, "embedded"), (40, "server"), (60, "embedded"), (60, "server")}
+    for row in rows.values():
+        assert row["asks"] == 3 and row["p50_ms"] > 0 and row["encode_p50_ms"] > 0 and row["peak_rss_mb"] > 0
+        assert sum(row["statuses"].values()) == 3  # every ask returned an Answer
+    for size in (40, 60):  # the same corpus and questions behind both backends
+        assert rows[(size, "embedded")]["statuses"] == rows[(size, "server")]["statuses"]
+        assert rows[(size, "server")]["server_rss_mb"]["VmHWM"] > 0  # the real `chroma run` process
 
 
 def test_child_peak_memory_is_its_own_not_the_parents():
