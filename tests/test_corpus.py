@@ -36,7 +36,11 @@ from ingest.schema import parse_front_matter, split_front_matter
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "corpus"
-DEFAULT_FACTS = Path(__file__).resolve().parents[1].parent / "shared" / "facts" / "FACTS.md"
+# The vetted fact base: a copy in the repo, so the trace below runs on any clean clone (CI
+# included); the shared original, next to the checkout, is compared with it when present.
+VENDORED_FACTS = Path(__file__).resolve().parent / "data" / "FACTS.md"
+SHARED_FACTS = REPO.parent / "shared" / "facts" / "FACTS.md"
+DEFAULT_FACTS = VENDORED_FACTS
 
 SUBSTANCES = {"mdma", "psilocybin", "ketamine", "esketamine", "ibogaine", "5-meo-dmt", "dmt", "lsd",
               "mescaline"}
@@ -196,10 +200,18 @@ def test_front_matter_and_vocabulary():
     assert not problems, f"{len(problems)} front-matter problem(s):\n" + "\n".join(problems)
 
 
+def test_vendored_fact_base_matches_the_shared_one():
+    shared = Path(os.environ.get("PSYQA_FACTS") or SHARED_FACTS)
+    assert VENDORED_FACTS.is_file(), f"{VENDORED_FACTS} is missing: copy the fact base there"
+    if not shared.is_file():
+        pytest.skip(f"no shared fact base at {shared} to compare the repo's copy with")
+    assert VENDORED_FACTS.read_bytes() == shared.read_bytes(), (
+        f"{VENDORED_FACTS.relative_to(REPO)} differs from {shared}: copy the new fact base into the repo")
+
+
 def test_figures_traced_to_cited_facts():
     fpath = facts_path()
-    if not fpath.exists():
-        pytest.skip(f"fact base not found at {fpath} (set PSYQA_FACTS to its path)")
+    assert fpath.exists(), f"fact base not found at {fpath} (set PSYQA_FACTS to its path)"
     facts = load_facts(str(fpath))
     problems: list[str] = []
     checked = 0
