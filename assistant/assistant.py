@@ -13,7 +13,7 @@ from assistant import safety
 from assistant.answer import Answerer, make_answerer
 from assistant.answer.extractive import Draft
 from assistant.answer.verify import unsupported
-from assistant.conversation import rewrite
+from assistant.conversation import rewrite, with_filters
 from assistant.errors import PsyqaError
 from assistant.models import Answer, Turn
 from assistant.retrieve import Filters, Hit, HybridSearch
@@ -86,6 +86,8 @@ class Assistant:
             return
         standalone = self.answerer.condense(q, turns) if turns else None
         standalone = standalone or rewrite(q, turns)
+        if filters is not None and (filters.substances or filters.conditions):
+            standalone = with_filters(standalone, filters.substances, filters.conditions)
         decision = safety.check_followup(q, [t.content for t in turns if t.role == "user"])
         if decision is None and standalone != q:
             decision = safety.check(standalone)

@@ -184,3 +184,29 @@ def rewrite(question: str, history: list[Turn]) -> str:
     else:
         return question
     return f"{q} ({suffix})"
+
+
+def with_filters(question: str, substances: Sequence[str], conditions: Sequence[str]) -> str:
+    """Name the sidebar's filter topics in a question that names none of its own.
+
+    A filter restricts retrieval to documents tagged with the substance or condition, but a
+    document about several substances (drug interactions, screening) is tagged with all of them:
+    "What are the main risks?" filtered to ketamine would rank its ibogaine passages as high as its
+    ketamine ones. Appending "(about ketamine)" makes retrieval and sentence selection prefer the
+    filtered topic, and the app shows it as "Interpreted as: ...". The user's words are kept
+    verbatim; a question that already names a substance (or condition) gets none added for it.
+    """
+    q = question.strip()
+    if not q:
+        return question
+    add_subs = list(substances) if substances and not find_substances(q) else []
+    add_conds = list(conditions) if conditions and not find_conditions(q) else []
+    if not add_subs and not add_conds:
+        return question
+    parts = []
+    if add_subs:
+        parts.append("about " + _join(add_subs))
+    if add_conds:
+        parts.append("for " + _join(add_conds))
+    return f"{q} ({' '.join(parts)})"
+

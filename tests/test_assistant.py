@@ -281,3 +281,19 @@ def test_hundred_thousand_characters(qa):
     assert f"{qa.settings.max_question_chars:,}" in ans.answer
     assert "100,0" in ans.answer  # the length it was given
     assert len(ans.model_dump_json()) < 5000  # the question is not echoed back whole
+
+
+def test_substance_filter_focuses_a_question_that_names_none(qa):
+    """Filtered to ketamine, "What are the main risks of treatment?" must answer about ketamine.
+    Documents about several substances are tagged with all of them, so before the filter named
+    its topic in the question this answer quoted ibogaine deaths and QT prolongation."""
+    from assistant.retrieve import Filters
+
+    ans = qa.ask("What are the main risks of treatment?", filters=Filters(substances=["ketamine"]))
+    assert ans.status == "answered", ans.answer
+    assert ans.standalone_question == "What are the main risks of treatment? (about ketamine)"
+    sentences = [s for s in ans.answer.splitlines() if s.strip()]
+    assert not [s for s in sentences if re.search(r"ibogaine|MDMA|psilocybin", s, re.I)], ans.answer
+    about = [s for s in sentences if re.search(r"ketamine", s, re.I)]
+    assert len(about) * 2 >= len(sentences), ans.answer
+    assert unsupported(ans.answer, ans.citations) == []

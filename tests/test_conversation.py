@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from assistant import conversation
-from assistant.conversation import needs_context, rewrite
+from assistant.conversation import needs_context, rewrite, with_filters
 from assistant.models import Turn
 
 
@@ -240,3 +240,21 @@ if given is not None:
     @given(question=_text)
     def test_needs_context_never_raises(question: str) -> None:
         assert needs_context(question) in (True, False)
+
+
+# ------------------------------------------------------------------ sidebar filters
+
+@pytest.mark.parametrize("question, subs, conds, expected", [
+    ("What are the main risks of treatment?", ["ketamine", "esketamine"], [],
+     "What are the main risks of treatment? (about ketamine and esketamine)"),
+    ("What did the trials find?", ["mdma"], ["ptsd"], "What did the trials find? (about MDMA for PTSD)"),
+    ("Does it help?", [], ["depression"], "Does it help? (for depression)"),
+    # a question that names its own substance keeps it; only the missing condition is added
+    ("Is psilocybin legal?", ["mdma"], ["ptsd"], "Is psilocybin legal? (for PTSD)"),
+    ("What did MAPP1 find for PTSD with MDMA?", ["mdma"], ["ptsd"], "What did MAPP1 find for PTSD with MDMA?"),
+    ("What are the risks?", [], [], "What are the risks?"),
+])
+def test_filters_name_the_topic_of_a_question_without_one(question, subs, conds, expected) -> None:
+    got = with_filters(question, subs, conds)
+    assert got == expected
+    assert question.strip() in got  # the user's words are never changed
