@@ -86,7 +86,7 @@ class Assistant:
             return
         standalone = self.answerer.condense(q, turns) if turns else None
         standalone = standalone or rewrite(q, turns)
-        if filters is not None and (filters.substances or filters.conditions):
+        if filters is not None:
             standalone = with_filters(standalone, filters.substances, filters.conditions)
         decision = safety.check_followup(q, [t.content for t in turns if t.role == "user"])
         if decision is None and standalone != q:

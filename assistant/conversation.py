@@ -175,15 +175,14 @@ def rewrite(question: str, history: list[Turn]) -> str:
     topic_subs, topic_conds = _topic([_as_turn(t) for t in history])
     carry_subs = [] if subs else [s for s in topic_subs if s not in subs]
     carry_conds = [] if conds else [c for c in topic_conds if c not in conds]
-    if carry_subs and carry_conds:
-        suffix = f"about {_join(carry_subs)} for {_join(carry_conds)}"
-    elif carry_subs:
-        suffix = f"about {_join(carry_subs)}"
-    elif carry_conds:
-        suffix = f"for {_join(carry_conds)}"
-    else:
-        return question
-    return f"{q} ({suffix})"
+    return _with_topic(q, carry_subs, carry_conds) or question
+
+
+def _with_topic(q: str, substances: Sequence[str], conditions: Sequence[str]) -> str | None:
+    """`q (about X for Y)`, or None when there is nothing to add."""
+    parts = ([f"about {_join(list(substances))}"] if substances else []) + (
+        [f"for {_join(list(conditions))}"] if conditions else [])
+    return f"{q} ({' '.join(parts)})" if parts else None
 
 
 def with_filters(question: str, substances: Sequence[str], conditions: Sequence[str]) -> str:
@@ -199,14 +198,6 @@ def with_filters(question: str, substances: Sequence[str], conditions: Sequence[
     q = question.strip()
     if not q:
         return question
-    add_subs = list(substances) if substances and not find_substances(q) else []
-    add_conds = list(conditions) if conditions and not find_conditions(q) else []
-    if not add_subs and not add_conds:
-        return question
-    parts = []
-    if add_subs:
-        parts.append("about " + _join(add_subs))
-    if add_conds:
-        parts.append("for " + _join(add_conds))
-    return f"{q} ({' '.join(parts)})"
-
+    add_subs = [] if find_substances(q) else substances
+    add_conds = [] if find_conditions(q) else conditions
+    return _with_topic(q, add_subs, add_conds) or question
