@@ -12,7 +12,7 @@ CHROMIUM ?= /usr/bin/chromium
 .PHONY: run test install browser ingest clean-data bench
 
 run: install
-	@$(BIN)/psyqa ingest || echo "psyqa: some corpus files were not indexed (see above); starting the app anyway"
+	@$(BIN)/psyqa ingest || echo "psyqa: indexing did not complete (see above); starting the app on the index as it is"
 	@$(BIN)/psyqa app
 
 test: install browser
