@@ -19,7 +19,8 @@ from helpers import (PSYQA, assert_consistent, cli_env, doc_ids, fresh_like, ope
                      parse_one_json, psyqa, snapshot, write_doc)
 
 from assistant.errors import IndexMismatchError
-from assistant.lexical import LexicalIndex, lexical_dir
+from assistant import index
+from assistant.bm25 import BM25Index
 from ingest.pipeline import run
 
 pytestmark = pytest.mark.slow
@@ -49,9 +50,8 @@ def ids_of(snap, doc: str) -> set[str]:
 
 def bm25_ids(settings) -> list[str]:
     col = open_collection(settings)
-    gen = int(col.metadata["generation"])
-    host = f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else None
-    lex = LexicalIndex.load(lexical_dir(settings.data_dir, settings.collection, gen, host))
+    gen = index.generation(col)
+    lex = BM25Index.load(index.bm25_dir(settings, gen))
     assert lex is not None, f"no BM25 files for generation {gen}"
     assert lex.generation == gen
     return lex.ids

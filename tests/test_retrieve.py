@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from fixtures_assistant import index_settings, qa  # noqa: F401  (fixtures)
 from helpers import write_doc
 from langchain_core.documents import Document
 from langchain_core.runnables import RunnableLambda
@@ -286,7 +285,8 @@ def test_uncommitted_and_deleted_chunks_stay_invisible_on_the_fast_path(tmp_path
     """The dense search runs without a `where` clause while every hit is visible, and falls back
     to the generation rule as soon as one is not: chunks of a sync in progress (gen G+1) and chunks
     deleted by generation G (dead <= G, not yet cleaned up) never reach an answer."""
-    from ingest.pipeline import NEVER, run
+    from assistant.index import NEVER
+    from ingest.pipeline import run
 
     corpus, settings = _small_corpus(tmp_path)
     meta = SMALL_META
