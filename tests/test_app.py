@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from assistant import transcript
 from assistant.settings import Settings
-from assistant.status import index_status
+from ingest.status import index_status
 
 
 REPO = Path(__file__).resolve().parents[1]
