@@ -433,3 +433,14 @@ def test_config_honours_env_and_dotenv(tmp_path):
     res = psyqa("ingest", "--check", "--json", corpus, cwd=work, env=env)
     assert res.returncode == 0, res.stderr
     assert parse_one_json(res.stdout)["failed"] == []
+
+
+@pytest.mark.parametrize("var, value", [("PSYQA_TOP_K", "abc"), ("PSYQA_LLM__TIMEOUT_S", "soon")])
+def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path, var, value):
+    env = cli_env(None, PSYQA_DATA_DIR=str(tmp_path / "d"), **{var: value})
+    for args in (("config",), ("status",)):
+        res = psyqa(*args, cwd=tmp_path, env=env)
+        assert res.returncode == 2, (args, res.stdout, res.stderr)
+        assert "Traceback" not in res.stderr and "ValidationError" not in res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and var in lines[0] and repr(value) in lines[0], lines
