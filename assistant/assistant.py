@@ -146,7 +146,7 @@ class Assistant:
                       standalone_question=standalone)
 
     def _vocab(self) -> dict | None:
-        lex = self.services._lexical
+        lex = self.services._bm25
         return getattr(lex.retriever, "vocab_dict", None) if lex is not None else None
 
 
