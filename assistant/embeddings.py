@@ -70,6 +70,51 @@ class BundledEmbeddings(Embeddings):
                 convert_to_numpy=True, show_progress_bar=False,
             )
 
+    def encode_with_spans(self, texts: list[str], spans: list[list[tuple[int, int]]]):
+        """Vectors of `texts` and, from the same forward pass, one vector per character span of
+        each text (`spans[i]` are offsets into `texts[i]`): the mean of the span's contextual
+        token embeddings, normalised ("late chunking").
+
+        The answerer needs a vector per sentence to compare with the question. Encoding every
+        sentence on its own would cost about 1.8x the passages' encode at ingest; pooling the
+        tokens the passage encode already produced costs nothing extra, and on the dev questions
+        it ranks the fact-bearing sentence as well as separate encodes do (BENCHMARKS.md,
+        "Sentence vectors"). A span with no token (whitespace only) gets a zero vector.
+
+        Returns:
+            (an array of shape (len(texts), dim), a list of arrays of shape (len(spans[i]), dim)).
+        """
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32), []
+        model = self.model
+        with self._lock:
+            outs = model.encode(texts, batch_size=self.batch_size, output_value=None,
+                                show_progress_bar=False)
+        tokenizer = model.tokenizer
+        enc = tokenizer(list(texts), return_offsets_mapping=True, truncation=True,
+                        max_length=model.max_seq_length)
+        vectors = []
+        per_text = []
+        for out, offsets, text_spans in zip(outs, enc["offset_mapping"], spans):
+            v = out["sentence_embedding"].float().numpy()
+            vectors.append(v / (np.linalg.norm(v) or 1.0))
+            tokens = out["token_embeddings"].float().numpy()[:len(offsets)]
+            starts = np.array([a for a, _ in offsets])
+            ends = np.array([b for _, b in offsets])
+            real = ends > starts  # [CLS], [SEP] and padding have empty offsets
+            rows = []
+            for a, b in text_spans:
+                inside = real & (starts >= a) & (ends <= b)
+                if not inside.any():
+                    rows.append(np.zeros(tokens.shape[1], dtype=np.float32))
+                    continue
+                m = tokens[inside].mean(axis=0)
+                rows.append(m / (np.linalg.norm(m) or 1.0))
+            per_text.append(np.asarray(rows, dtype=np.float32).reshape(len(text_spans), tokens.shape[1]))
+        return np.asarray(vectors, dtype=np.float32), per_text
+
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self.encode(texts).tolist()
 

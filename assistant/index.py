@@ -12,14 +12,18 @@ collections directly) go through this module for every rule of the format:
 * the commit: writing the new generation number (with the counts and corpus hash) into the
   collection metadata is the single commit point of a sync (`commit`);
 * chunk metadata: the flat keys a chunk is stored with (`chunk_meta`), including one boolean flag
-  per substance and condition (`substance_key`, `condition_key`) that metadata filters match;
+  per substance and condition (`substance_key`, `condition_key`) that metadata filters match, and
+  the chunk's sentences with a vector each (`sentence_meta`, read back by `sentences`), so they
+  ride with the chunk through every generation, crash and rebuild;
 * derived files: where the BM25 index of a generation lives (`bm25_dir`) and the pruning of older
   ones (`prune_bm25`).
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,14 +147,62 @@ def topic_flags(substances: list[str], conditions: list[str]) -> dict[str, bool]
     return {substance_key(s): True for s in substances} | {condition_key(c): True for c in conditions}
 
 
-def chunk_meta(chunk: Chunk, gen: int) -> dict:
-    """The metadata a chunk is stored with, alive and visible from generation `gen`."""
+SENTENCE_SPANS = "sent_spans"
+SENTENCE_VECTORS = "sent_vecs"
+# Sentence vectors are stored as int8 (x 127): cosine ranks are unchanged to the third decimal and
+# a sentence costs 512 characters of metadata instead of 2 KB of float32 text.
+_QSCALE = 127.0
+
+
+def spans_value(spans: list[tuple[int, int]]) -> str:
+    """How a chunk's sentence offsets are stored (compared by ingest to see if they changed)."""
+    return json.dumps([[int(a), int(b)] for a, b in spans])
+
+
+def sentence_meta(spans: list[tuple[int, int]], vectors) -> dict[str, str]:
+    """Chunk metadata holding its sentences' offsets (in the chunk text) and their vectors."""
+    import numpy as np
+
+    vecs = np.asarray(vectors, dtype=np.float32).reshape(len(spans), -1)
+    q = np.clip(np.rint(vecs * _QSCALE), -127, 127).astype(np.int8)
+    return {SENTENCE_SPANS: spans_value(spans),
+            SENTENCE_VECTORS: f"{vecs.shape[1]}:" + base64.b64encode(q.tobytes()).decode("ascii")}
+
+
+def sentences(meta: dict):
+    """(sentence offsets in the chunk text, their vectors as a normalised float32 array), or
+    None when the chunk was stored without them (an older index, or a benchmark's copy)."""
+    import numpy as np
+
+    spans, packed = meta.get(SENTENCE_SPANS), meta.get(SENTENCE_VECTORS)
+    if not spans or not packed:
+        return None
+    try:
+        dim, data = str(packed).split(":", 1)
+        offsets = [(int(a), int(b)) for a, b in json.loads(str(spans))]
+        q = np.frombuffer(base64.b64decode(data), dtype=np.int8).astype(np.float32)
+        vecs = q.reshape(len(offsets), int(dim)) / _QSCALE
+    except (ValueError, TypeError):
+        return None
+    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+    return offsets, vecs / np.where(norms > 0, norms, 1.0)
+
+
+def has_sentences(meta: dict) -> bool:
+    return bool(meta.get(SENTENCE_SPANS)) and bool(meta.get(SENTENCE_VECTORS))
+
+
+def chunk_meta(chunk: Chunk, gen: int, sentence_vectors=None) -> dict:
+    """The metadata a chunk is stored with, alive and visible from generation `gen` (with its
+    sentences' vectors when given)."""
     m = dict(chunk.metadata)
     m.update(gen=gen, dead=NEVER)
     m.update(doc_id=chunk.doc_id, source=chunk.source, title=chunk.title, section=chunk.section,
              start=chunk.start, end=chunk.end, ordinal=chunk.ordinal)
     if chunk.page is not None:
         m["page"] = chunk.page
+    if sentence_vectors is not None and chunk.sentences:
+        m.update(sentence_meta(chunk.sentences, sentence_vectors))
     return m
 
 

@@ -51,6 +51,8 @@ class Chunk(BaseModel):
     text: str
     ordinal: int = 0
     metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    sentences: list[tuple[int, int]] = Field(
+        default_factory=list, description="Sentence offsets in `text`, as the chunker split them")
 
     def embed_text(self) -> str:
         """What the model sees: title and section give the passage its context."""
@@ -58,8 +60,12 @@ class Chunk(BaseModel):
 
 
 def embed_text(title: str, section: str, text: str) -> str:
-    head = f"{title} — {section}" if section else title
-    return f"{head}\n{text}"
+    return f"{embed_head(title, section)}\n{text}"
+
+
+def embed_head(title: str, section: str) -> str:
+    """The context line put before a passage's text when it is embedded."""
+    return f"{title} — {section}" if section else title
 
 
 class Citation(BaseModel):

@@ -290,7 +290,8 @@ class PsyqaRetriever(BaseRetriever):
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         out = []
         for h in self.search.search(query, self.k, self.filters):
-            meta = dict(h.chunk.metadata)
+            meta = {k: v for k, v in h.chunk.metadata.items()
+                    if k not in (index.SENTENCE_SPANS, index.SENTENCE_VECTORS)}
             meta.update(chunk_id=h.chunk.chunk_id, dense=h.dense, lexical=h.lexical, score=h.score)
             out.append(Document(page_content=h.chunk.text, metadata=meta, id=h.chunk.chunk_id))
         return out

@@ -86,8 +86,11 @@ def chunk_document(doc: LoadedDoc, doc_id: str, source: str, params: ChunkParams
         key = embed_text(title, sec, body)
         seen[key] += 1
         cid = chunk_id(doc_id, key, page, seen[key])
+        # The answerer quotes whole sentences: record them as this splitter sees them.
+        sents = [(a - s, b - s) for a, b in sentence_spans(text, s, e)]
         chunks.append(Chunk(chunk_id=cid, doc_id=doc_id, source=source, title=title, section=sec,
-                            page=page, start=s, end=e, text=body, ordinal=ordinal, metadata=meta))
+                            page=page, start=s, end=e, text=body, ordinal=ordinal, metadata=meta,
+                            sentences=sents))
     return chunks
 
 

@@ -134,9 +134,12 @@ class DocState:
     expected: int = -1
     gens: dict[str, int] = field(default_factory=dict)   # chunk id -> generation it appeared in
     doomed: int = 0                                      # chunks marked dead by an unfinished run
+    sentences: dict[str, str] = field(default_factory=dict)  # chunk id -> stored sentence offsets
+    without_vectors: int = 0                             # chunks stored without sentence vectors
 
     def complete(self, doc_hash: str) -> bool:
-        return self.hashes == {doc_hash} and len(self.ids) == self.expected and not self.doomed
+        return (self.hashes == {doc_hash} and len(self.ids) == self.expected and not self.doomed
+                and not self.without_vectors)
 
 
 def read_state(collection, committed: int | None = None) -> dict[str, DocState]:
@@ -156,6 +159,10 @@ def read_state(collection, committed: int | None = None) -> dict[str, DocState]:
         d.gens[cid] = int(m.get("gen", 0))
         if dead != index.NEVER:
             d.doomed += 1
+        if index.has_sentences(m):
+            d.sentences[cid] = str(m[index.SENTENCE_SPANS])
+        else:
+            d.without_vectors += 1
     return docs
 
 
@@ -292,6 +299,13 @@ class _Plan:
     def new_chunks(self) -> list[Chunk]:
         return [c for w in self.work for c in w.chunks if c.chunk_id not in w.have]
 
+    def stale_sentences(self) -> list[Chunk]:
+        """Kept chunks whose stored sentences are missing or were split differently (the text is
+        the same, so the chunk keeps its vector and generation; its sentence vectors are redone)."""
+        return [c for w in self.work if w.previous is not None for c in w.chunks
+                if c.chunk_id in w.have
+                and w.previous.sentences.get(c.chunk_id) != index.spans_value(c.sentences)]
+
     def kept_chunks(self) -> list[tuple[Chunk, int]]:
         """Unchanged chunks of rewritten documents, with the generation they appeared in."""
         return [(c, w.previous.gens.get(c.chunk_id, self.new_gen)) for w in self.work
@@ -304,7 +318,7 @@ def _sync(files, scopes, settings: Settings, report: IngestReport, rebuild: bool
     client = store.open_client(settings)
     col = _target(client, settings, rebuild)
     plan = _plan(col, files, scopes, settings, report, progress)
-    vectors = _embed(plan.new_chunks(), settings, report, progress, embedder)
+    vectors = _embed(plan.new_chunks() + plan.stale_sentences(), settings, report, progress, embedder)
     _write(col, plan, vectors, _max_batch(client))
     generation, final = _commit(client, col, plan, settings, rebuild)
     if generation != plan.committed:
@@ -388,12 +402,21 @@ def _plan(col, files, scopes, settings: Settings, report: IngestReport, progress
     return plan
 
 
+@dataclass
+class _Vectors:
+    """What the model computed for one chunk: its vector and one per sentence."""
+
+    chunk: list[float]
+    sentences: object  # np.ndarray (len(chunk.sentences), dim)
+
+
 def _embed(chunks: list[Chunk], settings: Settings, report: IngestReport, progress,
-           embedder) -> dict[str, list[float]]:
-    """Vectors of the new chunks, in large batches (encode() sorts by length inside each)."""
+           embedder) -> dict[str, _Vectors]:
+    """Vectors of the given chunks and of their sentences, from one forward pass per chunk, in
+    large batches (encode() sorts by length inside each)."""
     if not settings.chroma_host:
         _check_space(settings, chunks)
-    vectors: dict[str, list[float]] = {}
+    vectors: dict[str, _Vectors] = {}
     if chunks:
         if embedder is None:
             from assistant.embeddings import BundledEmbeddings
@@ -402,18 +425,24 @@ def _embed(chunks: list[Chunk], settings: Settings, report: IngestReport, progre
         step = max(256, settings.embed_batch_size * 4)
         for k in range(0, len(chunks), step):
             part = chunks[k:k + step]
-            for c, v in zip(part, embedder.embed_documents([c.embed_text() for c in part])):
-                vectors[c.chunk_id] = v
+            texts = [c.embed_text() for c in part]
+            # Sentence offsets in the embedded text: the passage follows the title/section line.
+            spans = [[(a + len(t) - len(c.text), b + len(t) - len(c.text)) for a, b in c.sentences]
+                     for c, t in zip(part, texts)]
+            chunk_vecs, sent_vecs = embedder.encode_with_spans(texts, spans)
+            for c, v, sv in zip(part, chunk_vecs, sent_vecs):
+                vectors[c.chunk_id] = _Vectors(v.tolist(), sv)
             if progress:
                 progress("embed", min(k + step, len(chunks)), len(chunks))
     report.chunks_embedded = len(chunks)
     return vectors
 
 
-def _write(col, plan: _Plan, vectors: dict[str, list[float]], max_batch: int) -> None:
+def _write(col, plan: _Plan, vectors: dict[str, _Vectors], max_batch: int) -> None:
     """New chunks become visible at the next generation; kept chunks keep the generation they
-    appeared in (their text is unchanged); doomed chunks are marked dead from the next generation.
-    Nothing a reader of the committed generation can see is removed before the commit.
+    appeared in (their text is unchanged; stale sentence vectors are replaced in place); doomed
+    chunks are marked dead from the next generation. Nothing a reader of the committed generation
+    can see is removed before the commit.
 
     One write per `max_batch` chunks across documents (per-document calls cost more than the
     writes themselves on small files); order does not matter before the commit.
@@ -422,11 +451,14 @@ def _write(col, plan: _Plan, vectors: dict[str, list[float]], max_batch: int) ->
     for k in range(0, len(new), max_batch):
         part = new[k:k + max_batch]
         col.upsert(ids=[c.chunk_id for c in part], documents=[c.text for c in part],
-                   metadatas=[index.chunk_meta(c, plan.new_gen) for c in part],
-                   embeddings=[vectors[c.chunk_id] for c in part])
+                   metadatas=[index.chunk_meta(c, plan.new_gen, vectors[c.chunk_id].sentences)
+                              for c in part],
+                   embeddings=[vectors[c.chunk_id].chunk for c in part])
     for k in range(0, len(kept), max_batch):
         part = kept[k:k + max_batch]
-        col.update(ids=[c.chunk_id for c, _ in part], metadatas=[index.chunk_meta(c, g) for c, g in part])
+        col.update(ids=[c.chunk_id for c, _ in part],
+                   metadatas=[index.chunk_meta(c, g, vectors[c.chunk_id].sentences
+                                               if c.chunk_id in vectors else None) for c, g in part])
     for k in range(0, len(plan.doomed), max_batch):
         part = plan.doomed[k:k + max_batch]
         col.update(ids=part, metadatas=[{"dead": plan.new_gen}] * len(part))

@@ -197,3 +197,12 @@ def test_property_random_documents(tokenizer, blocks, title):
     md = "---\ntitle: " + json.dumps(" ".join(title)) + "\n---\n\n" + "\n\n".join(blocks) + "\n"
     doc, chunks = chunks_of(md, params=ChunkParams.from_settings(Settings(max_tokens=128)))
     assert_invariants(tokenizer, doc, chunks, limit=128)
+
+
+def test_chunks_record_their_sentences(normal_doc):
+    doc, chunks = chunks_of(normal_doc)
+    for c in chunks:
+        assert c.sentences, c.text
+        assert all(0 <= a < b <= len(c.text) for a, b in c.sentences)
+        assert [b for _, b in c.sentences] == sorted(b for _, b in c.sentences)
+        assert c.sentences[-1][1] == len(c.text.rstrip())

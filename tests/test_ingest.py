@@ -444,3 +444,55 @@ def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path, var, value):
         assert "Traceback" not in res.stderr and "ValidationError" not in res.stderr
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and var in lines[0] and repr(value) in lines[0], lines
+
+
+# ----------------------------------------------------------------------------- sentence vectors
+
+def test_every_chunk_stores_its_sentences_with_a_vector_each(backend, embedder):
+    """The answerer ranks sentences by similarity to the question: each stored chunk carries its
+    sentence offsets and one vector per sentence, pooled from the chunk's own encode."""
+    import numpy as np
+
+    small_corpus(backend.corpus_dir)
+    run([backend.corpus_dir], backend, embedder=embedder)
+    got = open_collection(backend).get(include=["documents", "metadatas", "embeddings"])
+    for text, meta, vec in zip(got["documents"], got["metadatas"], got["embeddings"]):
+        stored = index.sentences(meta)
+        assert stored is not None, meta.get("source")
+        spans, vecs = stored
+        assert spans and vecs.shape == (len(spans), len(vec))
+        assert all(0 <= a < b <= len(text) and text[a:b] == text[a:b].strip() for a, b in spans)
+        assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-3)
+        # Each pooled vector stands for its own sentence: nearer its separate encode than the
+        # other sentences' encodes are (on average), and near the chunk it belongs to.
+        own = np.asarray(embedder.embed_documents([text[a:b] for a, b in spans]))
+        sims = vecs @ own.T
+        assert float(np.diag(sims).min()) > 0.5
+        if len(spans) > 1:
+            off = (sims.sum() - np.trace(sims)) / (sims.size - len(spans))
+            assert float(np.diag(sims).mean()) > off
+        assert float((vecs @ np.asarray(vec)).min()) > 0.3
+
+
+def test_an_index_without_sentence_vectors_gains_them_in_place(tmp_path, settings_factory, embedder):
+    """An index built before sentence vectors existed: the next ingest adds them without
+    re-chunking or hiding anything (same chunk ids, texts, vectors and generations)."""
+    settings = settings_factory(tmp_path)
+    small_corpus(settings.corpus_dir)
+    run([settings.corpus_dir], settings, embedder=embedder)
+    col = open_collection(settings)
+    old = col.get(include=["metadatas", "embeddings", "documents"])
+    stripped = [{k: (None if k in (index.SENTENCE_SPANS, index.SENTENCE_VECTORS) else v)
+                 for k, v in m.items()} for m in old["metadatas"]]
+    col.update(ids=old["ids"], metadatas=stripped)  # None deletes the key
+    assert not any(index.has_sentences(m) for m in open_collection(settings).get()["metadatas"])
+
+    report = run([settings.corpus_dir], settings, embedder=embedder)
+    assert report.failed == [] and report.added == 0 and report.removed == 0
+    new = open_collection(settings).get(include=["metadatas", "embeddings", "documents"])
+    assert new["ids"] == old["ids"] and new["documents"] == old["documents"]
+    assert all(index.has_sentences(m) for m in new["metadatas"])
+    assert [m["gen"] for m in new["metadatas"]] == [m["gen"] for m in old["metadatas"]]
+    assert [list(e) for e in new["embeddings"]] == [list(e) for e in old["embeddings"]]
+    again = run([settings.corpus_dir], settings, embedder=embedder)
+    assert again.chunks_embedded == 0 and again.unchanged == 4

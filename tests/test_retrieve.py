@@ -386,3 +386,20 @@ def test_cap_per_doc_keeps_order_and_spreads_documents():
     doc = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "c1": "C"}.__getitem__
     assert cap_per_doc(["a1", "a2", "a3", "b1", "c1"], doc, max_per_doc=2, k=10) == ["a1", "a2", "b1", "c1"]
     assert cap_per_doc(["a1", "a2", "a3", "b1", "c1"], doc, max_per_doc=2, k=3) == ["a1", "a2", "b1"]
+
+
+def test_sentence_vectors_round_trip_through_metadata():
+    import numpy as np
+
+    from assistant import index
+
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(3, 384)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    meta = index.sentence_meta([(0, 10), (11, 40), (41, 80)], vecs)
+    assert all(isinstance(v, str) for v in meta.values())  # Chroma metadata is flat scalars
+    spans, back = index.sentences(meta)
+    assert spans == [(0, 10), (11, 40), (41, 80)]
+    assert np.abs(back @ vecs.T - vecs @ vecs.T).max() < 0.01  # int8 keeps cosines to 0.01
+    assert index.sentences({}) is None
+    assert index.sentences({index.SENTENCE_SPANS: "[[0, 1]]", index.SENTENCE_VECTORS: "x:garbage"}) is None
