@@ -104,7 +104,8 @@ class Assistant:
         t = time.perf_counter()
         draft = None
         first = True
-        for item in self.answerer.stream(standalone, hits, self._vocab(), self.settings.min_evidence):
+        for item in self.answerer.stream(standalone, hits, self.services.vocab(),
+                                          self.settings.min_evidence):
             if isinstance(item, Draft):
                 draft = item
             else:
@@ -144,10 +145,6 @@ class Assistant:
     def _fixed(self, text: str, status: str, standalone: str) -> Answer:
         return Answer(answer=text, citations=[], caveat=safety.CAVEAT, status=status,  # type: ignore[arg-type]
                       standalone_question=standalone)
-
-    def _vocab(self) -> dict | None:
-        lex = self.services._lexical
-        return getattr(lex.retriever, "vocab_dict", None) if lex is not None else None
 
 
 __all__ = ["Assistant", "PsyqaError", "Filters"]

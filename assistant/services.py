@@ -56,6 +56,12 @@ class Services:
 
                 SharedSystemClient.clear_system_cache()
 
+    def vocab(self) -> dict | None:
+        """The BM25 vocabulary (word -> id) of the lexical index loaded now, or None before one
+        is loaded (the answerer then skips its unknown-word check)."""
+        lex = self._lexical
+        return getattr(lex.retriever, "vocab_dict", None) if lex is not None else None
+
     def lexical(self, collection) -> LexicalIndex:
         """The BM25 index of the collection's current generation (loaded or rebuilt)."""
         generation = int((collection.metadata or {}).get("generation", 0))
