@@ -10,8 +10,7 @@ import time
 from collections.abc import Iterator
 
 from assistant import safety
-from assistant.answer import Answerer, make_answerer
-from assistant.answer.extractive import Draft
+from assistant.answer import Answerer, Draft, make_answerer
 from assistant.answer.verify import unsupported
 from assistant.conversation import rewrite, with_filters
 from assistant.errors import PsyqaError

@@ -23,8 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from assistant import prompts, safety
-from assistant.answer import extractive
-from assistant.answer.extractive import Draft
+from assistant.answer import Draft, citation, extractive
 from assistant.answer.terms import stems
 from assistant.answer.verify import best_span, mask_instructions, sentence_problems, split_marked
 from assistant.models import Citation, Turn
@@ -158,7 +157,7 @@ class _Run:
         # against the full passage, so this is stricter, never looser.)
         self.by_n = {}
         for i, h in enumerate(self.hits, 1):
-            c = extractive.citation(i, h, [])
+            c = citation(i, h, [])
             self.by_n[i] = c.model_copy(update={"passage": mask_instructions(c.passage)})
 
     def feed(self, unit: str) -> Iterator[str]:
@@ -202,7 +201,7 @@ class _Run:
 
     def citations(self) -> list[Citation]:
         order = sorted(self.display, key=self.display.get)
-        return [extractive.citation(self.display[n], self.hits[n - 1], sorted(self.highlights.get(n, [])))
+        return [citation(self.display[n], self.hits[n - 1], sorted(self.highlights.get(n, [])))
                 for n in order]
 
 
