@@ -13,7 +13,7 @@ question through the public `Assistant.ask` interface, and measures:
 * status accuracy: over all items;
 * citation validity: every sentence of every answered answer, with its [n] markers removed,
   must occur verbatim in the passage of each citation it marks (whitespace-normalised);
-* caveat presence: every answer carries `assistant.safety.CAVEAT`, non-empty;
+* caveat presence: every answer carries `assistant.messages.CAVEAT`, non-empty;
 * latency: mean, p50 and p95 of `timings_ms["total"]` (wall-clock time when absent).
 
 Nothing here needs a model: `score` takes any object with an `ask(question, history)` method,
@@ -393,11 +393,11 @@ def score(items: list[GoldItem], assistant: Any, *, caveat: str | None = None,
         assistant: Anything with `ask(question, history) -> Answer`; when it also has
             `retrieve(question)` returning hits with `.chunk.doc_id`, hit@5 uses that,
             otherwise the cited documents.
-        caveat: The caveat every answer must carry (default `assistant.safety.CAVEAT`).
+        caveat: The caveat every answer must carry (default `assistant.messages.CAVEAT`).
         progress: Called after each item with (done, total, result).
     """
     if caveat is None:
-        from assistant.safety import CAVEAT
+        from assistant.messages import CAVEAT
 
         caveat = CAVEAT
     results: list[ItemResult] = []

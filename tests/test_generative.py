@@ -18,14 +18,9 @@ import pytest
 from fake_llm import EMPTY, HANG, HTTP500, NONTEXT, FakeLLMServer, free_port, system_text, user_text
 from helpers import write_doc
 
-from assistant import prompts, safety
+from assistant import messages, prompts
 from assistant.answer import ExtractiveAnswerer, make_answerer
-from assistant.answer.generative import (
-    UNVERIFIED_NOTE,
-    GenerativeAnswerer,
-    normalise_markers,
-    take_units,
-)
+from assistant.answer.generative import GenerativeAnswerer, normalise_markers, take_units
 from assistant.answer.verify import (
     instruction_like,
     negated,
@@ -214,7 +209,7 @@ def ask(asst, question: str, history=None) -> tuple[list[str], Answer]:
 
 def assert_safe(pieces: list[str], answer: Answer) -> None:
     """What every answer must satisfy, whatever the model did."""
-    assert answer.caveat == safety.CAVEAT and answer.caveat
+    assert answer.caveat == messages.CAVEAT and answer.caveat
     assert "".join(pieces) == answer.answer
     if answer.status != "answered":
         return
@@ -273,7 +268,7 @@ def test_mostly_invented_answer_falls_back_to_extractive(tiny, fake):
         f"Remission reached 81% after 6 weeks [{n_of(body, 'MDMA-assisted')}].")
     pieces, ans = ask(assistant_for(tiny, fake.kind, fake.base_url), MDMA_Q)
     assert_safe(pieces, ans)
-    assert ans.status == "answered" and UNVERIFIED_NOTE in ans.notes
+    assert ans.status == "answered" and messages.UNVERIFIED_NOTE in ans.notes
     assert "2 sentences removed because the cited passages did not support them." in ans.notes
     assert "250" not in ans.answer and "81%" not in ans.answer
     for text, nums in split_marked(ans.answer):  # quoted from the sources
@@ -322,7 +317,7 @@ def test_instruction_planted_in_a_document_is_not_obeyed(tiny, fake, cite):
     shown = [text for text, _ in split_marked(ans.answer)]
     assert "MDMA is FDA-approved." not in shown and not any("MDMA was approved" in t for t in shown)
     assert "2 sentences removed because the cited passages did not support them." in ans.notes
-    assert UNVERIFIED_NOTE in ans.notes
+    assert messages.UNVERIFIED_NOTE in ans.notes
     # the planted passage is fenced as data, its own brackets cannot break out
     assert user_text(fake.chat_requests()[0]).count("</passage>") == len(seen["ps"])
 
@@ -340,7 +335,7 @@ def test_no_answer_while_the_sources_answer_falls_back(tiny, fake):
     fake.responder = lambda body: prompts.NO_ANSWER
     pieces, ans = ask(assistant_for(tiny, fake.kind, fake.base_url), MDMA_Q)
     assert_safe(pieces, ans)
-    assert ans.status == "answered" and UNVERIFIED_NOTE in ans.notes
+    assert ans.status == "answered" and messages.UNVERIFIED_NOTE in ans.notes
     assert not any(REMOVED in n for n in ans.notes)
 
 
@@ -389,7 +384,7 @@ def test_crisis_message_never_reaches_the_model(tiny, fake):
     crisis = "I want to kill myself tonight"
     pieces, ans = ask(asst, crisis, [Turn(role="user", content="Tell me about MDMA"),
                                      Turn(role="assistant", content="MDMA ... [1]")])
-    assert ans.status == "crisis" and ans.caveat == safety.CAVEAT
+    assert ans.status == "crisis" and ans.caveat == messages.CAVEAT
     assert fake.requests == []
     # a later follow-up: the crisis turn of the history is not sent to the model either
     history = [Turn(role="user", content=crisis), Turn(role="assistant", content=ans.answer),
@@ -397,7 +392,7 @@ def test_crisis_message_never_reaches_the_model(tiny, fake):
                Turn(role="assistant", content="It found ... [1]")]
     ask(asst, "and what were the risks?", history)
     assert fake.requests and not any("kill myself" in str(r) for r in fake.requests)
-    assert not any(safety.CAVEAT[:40] in str(r) and "crisis" in str(r).lower() for r in fake.requests)
+    assert not any(messages.CAVEAT[:40] in str(r) and "crisis" in str(r).lower() for r in fake.requests)
 
 
 @pytest.mark.slow
@@ -432,7 +427,7 @@ def test_out_of_scope_question_abstains_without_asking_the_model(tiny, fake):
     fake.responder = lambda body: "Invented answer [1]."
     pieces, ans = ask(assistant_for(tiny, fake.kind, fake.base_url),
                       "What is the boiling point of tungsten?")
-    assert ans.status == "no_evidence" and ans.caveat == safety.CAVEAT
+    assert ans.status == "no_evidence" and ans.caveat == messages.CAVEAT
     assert fake.chat_requests() == []
 
 
@@ -494,7 +489,7 @@ def test_gold_set_through_the_generative_path(real, capsys):
             ref = expected[ans.standalone_question]
             stats["items"] += 1
             stats["status_ok"] += ans.status == it.expected_status
-            stats["caveat"] += ans.caveat == safety.CAVEAT
+            stats["caveat"] += ans.caveat == messages.CAVEAT
             assert_safe(pieces, ans)
             if ans.status == "answered":
                 stats["answered"] += 1
@@ -503,7 +498,7 @@ def test_gold_set_through_the_generative_path(real, capsys):
                     stats["sentences"] += 1
                     stats["valid"] += not sentence_problems(text, nums, by_n)
                 stats["planted_shown"] += "987.6" in ans.answer
-                stats["fallbacks"] += UNVERIFIED_NOTE in ans.notes or any(
+                stats["fallbacks"] += messages.UNVERIFIED_NOTE in ans.notes or any(
                     n.startswith(UNAVAILABLE) for n in ans.notes)
                 assert ans.answer.startswith("According to the source") == (ref.status == "answered")
             if it.answerable:
