@@ -103,13 +103,15 @@ class Assistant:
             if bad:  # the last gate, for every backend: nothing unsupported is ever returned
                 raise AssertionError(f"unsupported sentences reached the gate: {bad}")
             yield done(Answer(answer=draft.text, citations=draft.citations, caveat=messages.CAVEAT,
-                              status="answered", standalone_question=standalone, notes=draft.notes))
+                              status="answered", standalone_question=standalone, notes=draft.notes,
+                              confidence=draft.evidence))
             return
         text = messages.no_evidence_text(draft.nearest_topics, draft.unknown_terms)
         if first:
             yield text
         yield done(Answer(answer=text, citations=[], caveat=messages.CAVEAT, status="no_evidence",
-                          standalone_question=standalone, notes=draft.notes))
+                          standalone_question=standalone, notes=draft.notes,
+                          confidence=draft.evidence))
 
     def _screen(self, q: str) -> Answer | None:
         """Empty, over-long and safety-relevant questions get a fixed answer before retrieval."""

@@ -54,6 +54,10 @@ def test_caveat_on_every_path(qa):
         "answered", "no_evidence", "declined", "crisis"]
     assert paths["empty"].status == "no_evidence" and paths["empty"].citations == []
     assert paths["too long"].status == "declined"
+    # The answerer's evidence score on what it answered or abstained on; none on fixed answers.
+    assert paths["answered"].confidence >= qa.settings.min_evidence
+    assert paths["no_evidence"].confidence is not None
+    assert all(paths[k].confidence is None for k in ("declined", "crisis", "empty", "too long"))
 
 
 def test_over_long_question_gets_a_clear_message_with_the_limit(qa):
