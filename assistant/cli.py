@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from assistant import bench, feedback
+from assistant.bench.gold import DEFAULT_GOLD
 from assistant.errors import PsyqaError
 from assistant.settings import Settings
 
@@ -43,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("app", help="start the chat app (Streamlit) on the configured address")
     p.set_defaults(func=cmd_app)
 
-    _register_optional(sub)
+    _add_eval(sub)
+    bench.register(sub)
+    feedback.register(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args, Settings()) or 0)
@@ -89,21 +93,6 @@ def _free_bytes() -> int:
         return shutil.disk_usage(Settings().data_dir).free
     except OSError:
         return 1 << 62
-
-
-def _register_optional(sub) -> None:
-    """Subcommands that live in their own modules register themselves here."""
-    import importlib
-
-    for name in ("assistant.evaluate", "assistant.bench", "assistant.feedback"):
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        if hasattr(mod, "register"):
-            mod.register(sub)
 
 
 def cmd_ingest(args, settings: Settings) -> int:
@@ -191,6 +180,40 @@ def cmd_app(args, settings: Settings) -> int:
     print(f"psyqa: chat app on http://{settings.app_host}:{settings.app_port}", file=sys.stderr)
     os.execv(sys.executable, cmd)
     return 0
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="score the assistant on the gold question set")
+    p.add_argument("--gold", type=Path, default=DEFAULT_GOLD,
+                   help="gold JSONL file (default: eval/gold.jsonl)")
+    p.add_argument("--topic", action="append", default=None,
+                   help="only items of this topic (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument("--markdown", action="store_true", help="print the report as Markdown")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args, settings: Settings) -> int:
+    """Run the gold set; 0 when every goal is met, 1 otherwise."""
+    from assistant.assistant import Assistant
+    from assistant.bench import gold, report
+
+    items = gold.load_gold(gold.resolve(args.gold))
+    if args.topic:
+        items = [i for i in items if i.topic in set(args.topic)]
+    assistant = Assistant.from_settings(settings)
+
+    def progress(done: int, total: int, res: report.ItemResult) -> None:
+        report.progress_mark(res.failed, done, total)
+
+    result = report.score(items, assistant, progress=None if args.json else progress)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    elif args.markdown:
+        print(report.format_markdown(result))
+    else:
+        print(report.format_summary(result))
+    return 0 if result.passed else 1
 
 
 def cmd_status(args, settings: Settings) -> int:

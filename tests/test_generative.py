@@ -452,7 +452,7 @@ def test_gold_set_through_the_generative_path(real, capsys):
     """Every gold question through the model path, against a fake OpenAI server that paraphrases
     the extractive answer's sentences and plants one invented-figure sentence per answer."""
     from assistant.assistant import Assistant
-    from assistant.evaluate import DEFAULT_GOLD, load_gold
+    from assistant.bench.gold import DEFAULT_GOLD, load_gold
 
     items = load_gold(DEFAULT_GOLD)
     extractive = Assistant(real, ExtractiveAnswerer())
@@ -502,7 +502,7 @@ def test_gold_set_through_the_generative_path(real, capsys):
                     n.startswith(UNAVAILABLE) for n in ans.notes)
                 assert ans.answer.startswith("According to the source") == (ref.status == "answered")
             if it.answerable:
-                from assistant.evaluate import fact_found
+                from assistant.bench.report import fact_found
 
                 stats["facts"] += len(it.facts)
                 stats["facts_found"] += sum(fact_found(f, ans.answer) for f in it.facts)
