@@ -188,9 +188,26 @@ def _add_eval(sub) -> None:
                    help="gold JSONL file (default: eval/gold.jsonl)")
     p.add_argument("--topic", action="append", default=None,
                    help="only items of this topic (repeatable)")
+    p.add_argument("--backend", choices=["extractive", "ollama", "openai"], default=None,
+                   help="answer backend to score (default: PSYQA_LLM__BACKEND)")
+    p.add_argument("--llm-base-url", default=None,
+                   help="language-model server URL (default: PSYQA_LLM__BASE_URL)")
+    p.add_argument("--llm-model", default=None,
+                   help="model name on that server (default: PSYQA_LLM__MODEL)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument("--markdown", action="store_true", help="print the report as Markdown")
     p.set_defaults(func=cmd_eval)
+
+
+def with_llm(settings: Settings, backend: str | None = None, base_url: str | None = None,
+             model: str | None = None) -> Settings:
+    """`settings` with the PSYQA_LLM__* values overridden by the ones given."""
+    update = {k: v for k, v in (("backend", backend), ("base_url", base_url), ("model", model))
+              if v is not None}
+    if not update:
+        return settings
+    llm = type(settings.llm).model_validate(settings.llm.model_dump() | update)
+    return settings.model_copy(update={"llm": llm})
 
 
 def cmd_eval(args, settings: Settings) -> int:
@@ -201,6 +218,7 @@ def cmd_eval(args, settings: Settings) -> int:
     items = gold.load_gold(gold.resolve(args.gold))
     if args.topic:
         items = [i for i in items if i.topic in set(args.topic)]
+    settings = with_llm(settings, args.backend, args.llm_base_url, args.llm_model)
     assistant = Assistant.from_settings(settings)
 
     def progress(done: int, total: int, res: report.ItemResult) -> None:
