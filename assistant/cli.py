@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from assistant import bench, feedback
-from assistant.bench.gold import DEFAULT_GOLD
+from assistant.bench.gold import DEFAULT_GOLD, DEFAULT_QUALITY, KINDS
 from assistant.errors import PsyqaError
 from assistant.settings import Settings
 
@@ -183,11 +183,19 @@ def cmd_app(args, settings: Settings) -> int:
 
 
 def _add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="score the assistant on the gold question set")
-    p.add_argument("--gold", type=Path, default=DEFAULT_GOLD,
+    p = sub.add_parser(
+        "eval", help="score the assistant on a labelled set: the gold set (default) or the "
+                     "quality set (--split)")
+    p.add_argument("--gold", type=Path, default=None,
                    help="gold JSONL file (default: eval/gold.jsonl)")
     p.add_argument("--topic", action="append", default=None,
-                   help="only items of this topic (repeatable)")
+                   help="gold set: only items of this topic (repeatable)")
+    p.add_argument("--split", choices=["dev", "test"], default=None,
+                   help="run the quality set's dev or test split")
+    p.add_argument("--kind", action="append", default=None, choices=KINDS,
+                   help="quality set: only items of this kind (repeatable)")
+    p.add_argument("--quality", type=Path, default=DEFAULT_QUALITY, metavar="PATH",
+                   help="quality JSONL file (default: eval/quality.jsonl)")
     p.add_argument("--backend", choices=["extractive", "ollama", "openai"], default=None,
                    help="answer backend to score (default: PSYQA_LLM__BACKEND)")
     p.add_argument("--llm-base-url", default=None,
@@ -211,27 +219,51 @@ def with_llm(settings: Settings, backend: str | None = None, base_url: str | Non
 
 
 def cmd_eval(args, settings: Settings) -> int:
-    """Run the gold set; 0 when every goal is met, 1 otherwise."""
+    """Score one labelled set; 0 when every goal of that set is met, 1 otherwise, 2 on bad use."""
     from assistant.assistant import Assistant
-    from assistant.bench import gold, report
+    from assistant.bench import gold, quality, report
 
-    items = gold.load_gold(gold.resolve(args.gold))
-    if args.topic:
-        items = [i for i in items if i.topic in set(args.topic)]
+    if args.kind and not args.split:
+        return _usage("--kind needs --split dev|test (it selects items of the quality set)")
+    if args.split and (args.gold or args.topic):
+        return _usage("--gold and --topic belong to the gold set, which runs without --split")
+    if args.split:
+        name = "quality"
+        items = gold.load_quality(gold.resolve(args.quality))
+        items = [i for i in items
+                 if i.split == args.split and (not args.kind or i.kind in set(args.kind))]
+    else:
+        name = "gold"
+        items = gold.load_gold(gold.resolve(args.gold or DEFAULT_GOLD))
+        items = [i for i in items if not args.topic or i.topic in set(args.topic)]
+    if not items:
+        return _usage(f"no {name} items match the selection")
     settings = with_llm(settings, args.backend, args.llm_base_url, args.llm_model)
     assistant = Assistant.from_settings(settings)
 
-    def progress(done: int, total: int, res: report.ItemResult) -> None:
+    def progress(done: int, total: int, res) -> None:
         report.progress_mark(res.failed, done, total)
 
-    result = report.score(items, assistant, progress=None if args.json else progress)
+    shown = None if args.json else progress
+    if name == "quality":
+        result = quality.score(items, assistant, split=args.split, kinds=args.kind,
+                               progress=shown)
+        render = quality
+    else:
+        result = report.score(items, assistant, progress=shown)
+        render = report
     if args.json:
         print(result.model_dump_json(indent=2))
     elif args.markdown:
-        print(report.format_markdown(result))
+        print(render.format_markdown(result))
     else:
-        print(report.format_summary(result))
+        print(render.format_summary(result))
     return 0 if result.passed else 1
+
+
+def _usage(problem: str) -> int:
+    print(f"psyqa eval: {problem}", file=sys.stderr)
+    return 2
 
 
 def cmd_status(args, settings: Settings) -> int:

@@ -301,3 +301,30 @@ def test_substance_filter_focuses_a_question_that_names_none(qa):
     about = [s for s in sentences if re.search(r"ketamine", s, re.I)]
     assert len(about) * 2 >= len(sentences), ans.answer
     assert unsupported(ans.answer, ans.citations) == []
+
+
+def test_quality_scorer_over_the_real_assistant(qa):
+    """The quality report on real answers: confidences are the answerer's, so the abstention
+    sweep has a threshold per answered item, and extractive sentences are all verbatim."""
+    from assistant.bench import quality
+    from assistant.bench.gold import QualityItem
+
+    def item(id: str, kind: str, question: str, status: str = "answered", **kw) -> QualityItem:
+        return QualityItem(id=id, split="dev", kind=kind, question=question,
+                           expected_status=status, **kw)
+
+    items = [
+        item("q1", "paraphrase", "What did the MAPP1 trial of MDMA for PTSD find?",
+             expected_docs=["mdma-ptsd-phase3-trials"], facts=["MAPP1"]),
+        item("q2", "follow_up", "What about its side effects?", history=MDMA_TURN,
+             facts=["MDMA"]),
+        item("q3", "out_of_scope", "What is the capital of France?", "no_evidence"),
+    ]
+    report = quality.score(items, qa)
+    assert report.backend == "extractive"
+    assert [r.error for r in report.items] == [None] * 3
+    assert all(r.confidence is not None for r in report.items)
+    assert report.status_accuracy == 1.0 and report.false_answer_rate == 0.0
+    assert report.overall.citation_validity == report.overall.verbatim_rate == 1.0
+    assert len(report.sweep) == 2 and report.sweep[0].answer_rate == pytest.approx(2 / 3)
+    assert report.overall.hit_at_5 == 1.0

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar, get_args
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from assistant.errors import PsyqaError
 from assistant.models import Status, Turn
@@ -80,7 +80,7 @@ class QualityItem(BaseModel):
     parts: list[list[str]] = Field(
         default_factory=list, description="For multi-part questions: the facts of each part")
     missing: str = Field("", description="What the corpus lacks (unanswerable items)")
-    absence_check: str = Field("", description="A string the corpus must not contain")
+    absence_check: str = Field("", description="How the absence was checked (the grep run)")
     note: str = ""
 
     @property
@@ -120,8 +120,8 @@ def load_jsonl(path: str | Path, model: type[Item]) -> list[Item]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise LabelledSetError(f"{path}: cannot read the labelled set ({exc.strerror or exc}); "
-                               "give its path (see eval/README.md)") from exc
+        raise LabelledSetError(f"{path}: cannot read this labelled set ({exc.strerror or exc}); "
+                               "check the path (the sets are described in eval/README.md)") from exc
     items: list[Item] = []
     seen: set[str] = set()
     for lineno, line in enumerate(text.splitlines(), start=1):
@@ -129,8 +129,12 @@ def load_jsonl(path: str | Path, model: type[Item]) -> list[Item]:
             continue
         try:
             item = model.model_validate(json.loads(line))
-        except Exception as exc:  # json and pydantic errors: report the line either way
-            raise LabelledSetError(f"{path}:{lineno}: {exc}") from exc
+        except ValidationError as exc:
+            why = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'item'}: {e['msg']}"
+                            for e in exc.errors())
+            raise LabelledSetError(f"{path}:{lineno}: {why}") from exc
+        except ValueError as exc:
+            raise LabelledSetError(f"{path}:{lineno}: not valid JSON ({exc})") from exc
         item_id = getattr(item, "id")
         if item_id in seen:
             raise LabelledSetError(f"{path}:{lineno}: duplicate id {item_id!r}")
