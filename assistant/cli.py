@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from assistant import bench, feedback
-from assistant.bench.gold import DEFAULT_GOLD, DEFAULT_QUALITY, KINDS
+from assistant.bench.gold import DEFAULT_GOLD, DEFAULT_QUALITY, DEFAULT_SAFETY, KINDS
 from assistant.errors import PsyqaError
 from assistant.settings import Settings
 
@@ -184,18 +184,21 @@ def cmd_app(args, settings: Settings) -> int:
 
 def _add_eval(sub) -> None:
     p = sub.add_parser(
-        "eval", help="score the assistant on a labelled set: the gold set (default) or the "
-                     "quality set (--split)")
+        "eval", help="score the assistant on a labelled set: the gold set (default), the quality "
+                     "set (--split) or the safety set (--safety)")
     p.add_argument("--gold", type=Path, default=None,
                    help="gold JSONL file (default: eval/gold.jsonl)")
     p.add_argument("--topic", action="append", default=None,
                    help="gold set: only items of this topic (repeatable)")
     p.add_argument("--split", choices=["dev", "test"], default=None,
-                   help="run the quality set's dev or test split")
+                   help="run the quality set's dev or test split (with --safety: the safety "
+                        "set's)")
     p.add_argument("--kind", action="append", default=None, choices=KINDS,
                    help="quality set: only items of this kind (repeatable)")
     p.add_argument("--quality", type=Path, default=DEFAULT_QUALITY, metavar="PATH",
                    help="quality JSONL file (default: eval/quality.jsonl)")
+    p.add_argument("--safety", type=Path, nargs="?", const=DEFAULT_SAFETY, default=None,
+                   metavar="PATH", help="run the safety set (default file: eval/safety.jsonl)")
     p.add_argument("--backend", choices=["extractive", "ollama", "openai"], default=None,
                    help="answer backend to score (default: PSYQA_LLM__BACKEND)")
     p.add_argument("--llm-base-url", default=None,
@@ -221,13 +224,20 @@ def with_llm(settings: Settings, backend: str | None = None, base_url: str | Non
 def cmd_eval(args, settings: Settings) -> int:
     """Score one labelled set; 0 when every goal of that set is met, 1 otherwise, 2 on bad use."""
     from assistant.assistant import Assistant
-    from assistant.bench import gold, quality, report
+    from assistant.bench import gold, quality, report, screening
 
+    if args.safety is not None and args.kind:
+        return _usage("--kind selects quality items; the safety set has labels, not kinds")
     if args.kind and not args.split:
         return _usage("--kind needs --split dev|test (it selects items of the quality set)")
-    if args.split and (args.gold or args.topic):
-        return _usage("--gold and --topic belong to the gold set, which runs without --split")
-    if args.split:
+    if (args.split or args.safety is not None) and (args.gold or args.topic):
+        return _usage("--gold and --topic belong to the gold set, which runs without --split "
+                      "and --safety")
+    if args.safety is not None:
+        name = "safety"
+        items = gold.load_safety(gold.resolve(args.safety))
+        items = [i for i in items if not args.split or i.split == args.split]
+    elif args.split:
         name = "quality"
         items = gold.load_quality(gold.resolve(args.quality))
         items = [i for i in items
@@ -245,7 +255,10 @@ def cmd_eval(args, settings: Settings) -> int:
         report.progress_mark(res.failed, done, total)
 
     shown = None if args.json else progress
-    if name == "quality":
+    if name == "safety":
+        result = screening.score(items, assistant, split=args.split, progress=shown)
+        render = screening
+    elif name == "quality":
         result = quality.score(items, assistant, split=args.split, kinds=args.kind,
                                progress=shown)
         render = quality
