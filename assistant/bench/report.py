@@ -15,7 +15,7 @@ the assistant and latency. The gold regression set (eval/gold.jsonl) is scored h
 
 `quality.py` and `screening.py` score the quality and safety sets with the same checks. Nothing
 here needs a model: the scorers take any object with an `ask(question, history)` method, so they
-are unit-tested on hand-built answers (tests/test_gold.py, tests/test_eval_sets.py).
+are unit-tested on hand-built answers (tests/test_gold.py, tests/test_eval_report.py).
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
-"""The quality and safety sets of `psyqa eval` (fast: no model, no index).
+"""The quality and safety reports of `psyqa eval` (fast: no model, no index).
 
 The scorers are unit-tested on hand-built answers from a scripted assistant, the readers on the
 hand-made samples in tests/data/eval/, and `psyqa eval --safety` end to end through the real
-Assistant and safety screen (screened messages need no index). eval/quality.jsonl and
-eval/safety.jsonl are written separately: when they are present, they are checked against the
-corpus here as the gold set is in test_gold.py.
+Assistant and safety screen (screened messages need no index). The labelled sets themselves
+(eval/quality.jsonl, eval/safety.jsonl) are checked against the corpus in test_eval_sets.py.
 """
 
 from __future__ import annotations
@@ -25,11 +24,8 @@ from assistant.bench.gold import (
     load_quality,
     load_safety,
 )
-from assistant.bench.report import normalize_fact_text
 from assistant.models import Answer, Citation, Turn
-from ingest.schema import split_front_matter
 
-REPO = Path(__file__).resolve().parents[1]
 SAMPLES = Path(__file__).resolve().parent / "data" / "eval"
 CAVEAT = "Test caveat: not medical advice."
 
@@ -357,40 +353,3 @@ def test_psyqa_eval_usage_errors(argv, problem, capsys):
 def test_psyqa_eval_names_a_missing_set(tmp_path, capsys):
     code, _, err = _eval(["--split", "dev", "--quality", str(tmp_path / "quality.jsonl")], capsys)
     assert code == 2 and "quality.jsonl: cannot read this labelled set" in err
-
-
-# ------------------------------------------------------ the real sets, once they exist
-
-def _corpus() -> dict[str, str]:
-    docs = {}
-    for p in sorted((REPO / "corpus").glob("*.md")):
-        if p.name.lower() != "readme.md":
-            docs[p.stem] = normalize_fact_text(split_front_matter(p.read_text("utf-8"))[1])
-    return docs
-
-
-def _present(name: str) -> Path:
-    path = REPO / "eval" / name
-    if not path.exists():
-        pytest.skip(f"eval/{name} is not in this checkout yet (it is written separately)")
-    return path
-
-
-def test_quality_set_matches_the_corpus():
-    items = load_quality(_present("quality.jsonl"))
-    corpus = _corpus()
-    problems = []
-    for i in items:
-        problems += [f"{i.id}: no corpus document {d!r}" for d in i.expected_docs
-                     if d not in corpus]
-        for f in i.must_facts:
-            if not any(normalize_fact_text(f) in corpus.get(d, "") for d in i.expected_docs):
-                problems.append(f"{i.id}: fact {f!r} is in none of {i.expected_docs}")
-    assert not problems, "\n".join(problems)
-    assert {i.split for i in items} == {"dev", "test"}
-
-
-def test_safety_set_has_both_splits_and_every_label():
-    items = load_safety(_present("safety.jsonl"))
-    assert {i.split for i in items} == {"dev", "test"}
-    assert {i.label for i in items} == {"crisis", "sourcing", "personal_dose", "clinical"}
