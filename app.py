@@ -16,7 +16,7 @@ from assistant import feedback, messages, transcript
 from assistant.errors import PsyqaError
 from assistant.lexicon import CONDITIONS, DISPLAY_NAMES, SUBSTANCES
 from assistant.models import Answer, SourceType
-from assistant.settings import Settings
+from assistant.settings import Settings, load_settings
 
 log = logging.getLogger("psyqa.app")
 esc = transcript.escape_markdown
@@ -33,7 +33,7 @@ def _env_key() -> tuple:
 
 @st.cache_resource(show_spinner=False)
 def get_settings(env_key: tuple) -> Settings:
-    return Settings()
+    return load_settings()
 
 
 @st.cache_resource(show_spinner="Loading the embedding model and index…")
@@ -62,7 +62,7 @@ def warm_up(env_key: tuple) -> threading.Thread:
 
 @st.cache_data(ttl=30, show_spinner=False)
 def get_status(env_key: tuple) -> dict:
-    from assistant.status import index_status
+    from ingest.status import index_status
 
     return index_status(get_settings(env_key))
 

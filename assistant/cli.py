@@ -10,7 +10,7 @@ from pathlib import Path
 from assistant import bench, feedback
 from assistant.bench.gold import DEFAULT_GOLD, DEFAULT_QUALITY, DEFAULT_SAFETY, KINDS
 from assistant.errors import PsyqaError
-from assistant.settings import Settings
+from assistant.settings import Settings, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     bench.register(sub)
     feedback.register(sub)
     args = parser.parse_args(argv)
+    settings = None
     try:
-        return int(args.func(args, Settings()) or 0)
+        settings = load_settings()
+        return int(args.func(args, settings) or 0)
     except PsyqaError as exc:
         print(f"psyqa: {exc}", file=sys.stderr)
         return 2
@@ -63,16 +65,19 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as exc:  # the edge: a full disk is an operator problem, not a crash
-        if _disk_full(exc):
+        assert settings is not None  # load_settings raises only PsyqaError
+        if _disk_full(exc, settings):
             print(f"psyqa: the disk is full ({exc}). Nothing was committed: the previous index is "
-                  f"intact. Free space under {Settings().data_dir} and run the command again.",
+                  f"intact. Free space under {settings.data_dir} and run the command again.",
                   file=sys.stderr)
             return 3
         raise
 
 
-def _disk_full(exc: BaseException) -> bool:
+def _disk_full(exc: BaseException, settings: Settings) -> bool:
     import errno
+
+    from chromadb.errors import InternalError
 
     while exc is not None:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -80,17 +85,17 @@ def _disk_full(exc: BaseException) -> bool:
         text = str(exc).lower()
         if "no space left" in text or "disk is full" in text or "database or disk is full" in text:
             return True
-        if type(exc).__name__ == "InternalError" and _free_bytes() < 16 * 1024 * 1024:
+        if isinstance(exc, InternalError) and _free_bytes(settings) < 16 * 1024 * 1024:
             return True  # Chroma reports a full disk as a failed compaction
         exc = exc.__cause__ or exc.__context__
     return False
 
 
-def _free_bytes() -> int:
+def _free_bytes(settings: Settings) -> int:
     import shutil
 
     try:
-        return shutil.disk_usage(Settings().data_dir).free
+        return shutil.disk_usage(settings.data_dir).free
     except OSError:
         return 1 << 62
 
@@ -280,7 +285,7 @@ def _usage(problem: str) -> int:
 
 
 def cmd_status(args, settings: Settings) -> int:
-    from assistant.status import index_status
+    from ingest.status import index_status
 
     st = index_status(settings)
     if args.json:

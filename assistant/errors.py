@@ -5,6 +5,10 @@ class PsyqaError(Exception):
     """Base class: the message is shown to the user as is."""
 
 
+class SettingsError(PsyqaError):
+    """A PSYQA_* variable (or .env line) has a value the settings cannot take."""
+
+
 class IndexEmptyError(PsyqaError):
     """No index yet."""
 

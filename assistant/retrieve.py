@@ -8,7 +8,7 @@ search as a LangChain `BaseRetriever`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -16,10 +16,9 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import BaseModel, ConfigDict, Field
 
-from assistant import lexicon
-from assistant.models import Chunk
+from assistant import index, lexicon
 from assistant.errors import StoreUnavailableError
-from assistant.lexical import visible, visible_where
+from assistant.models import Chunk
 from assistant.services import Services
 
 # Fusion: score = cosine + lexical_weight (0.4) * BM25 / max BM25 over the candidates, then one round of
@@ -44,10 +43,10 @@ class Filters(BaseModel):
 
     def where(self, generation: int | None = None) -> dict | None:
         """The Chroma `where` clause; with `generation`, only chunks of that committed generation."""
-        groups = list(visible_where(generation)["$and"]) if generation is not None else []
-        for prefix, values in (("sub_", self.substances), ("cond_", self.conditions)):
+        groups = list(index.visible_where(generation)["$and"]) if generation is not None else []
+        for key, values in ((index.substance_key, self.substances), (index.condition_key, self.conditions)):
             if values:
-                ors = [{f"{prefix}{v}": True} for v in values]
+                ors = [{key(v): True} for v in values]
                 groups.append(ors[0] if len(ors) == 1 else {"$or": ors})
         if self.source_types:
             groups.append({"source_type": {"$in": list(self.source_types)}})
@@ -56,9 +55,9 @@ class Filters(BaseModel):
         return groups[0] if len(groups) == 1 else {"$and": groups}
 
     def matches(self, meta: dict) -> bool:
-        if self.substances and not any(meta.get(f"sub_{v}") for v in self.substances):
+        if self.substances and not any(meta.get(index.substance_key(v)) for v in self.substances):
             return False
-        if self.conditions and not any(meta.get(f"cond_{v}") for v in self.conditions):
+        if self.conditions and not any(meta.get(index.condition_key(v)) for v in self.conditions):
             return False
         if self.source_types and meta.get("source_type") not in self.source_types:
             return False
@@ -110,80 +109,64 @@ class HybridSearch:
     def _search(self, query: str, k: int | None, filters: Filters | None, mode: str) -> list[Hit]:
         s = self.services.settings
         k = k or s.top_k
-        filters = filters or Filters()
+        cands = self.candidates(query, filters or Filters(), mode)
+        if cands is None or not cands.ids:
+            return []
+        lex_norm = normalise_lexical(cands.lexical, cands.ids)
+        sims = cands.similarities(cands.query)
+        fused = fuse(cands.ids, sims, lex_norm, self.lexical_weight, mode)
+        if mode == "hybrid" and self.prf_weight > 0 and len(cands.vec_ids) > PRF_DOCS:
+            # Dense pseudo-relevance feedback: move the query towards its best fused passages and
+            # score the same candidates again (no second store query).
+            q2 = prf(cands.query, fused, cands.vectors_of, self.prf_weight)
+            fused = fuse(cands.ids, cands.similarities(q2), lex_norm, self.lexical_weight, mode)
+        order = sorted(fused, key=lambda c: (-fused[c], c))
+        hits: list[Hit] = []
+        for cid in cap_per_doc(order, cands.doc_of, s.max_per_doc, k):
+            doc, meta = cands.found[cid]
+            hits.append(Hit(chunk_from(cid, doc, meta), sims.get(cid, 0.0), cands.lexical.get(cid, 0.0),
+                            fused[cid], len(hits) + 1))
+        return hits
+
+    def candidates(self, query: str, filters: Filters, mode: str) -> Candidates | None:
+        """The store reads: dense and BM25 candidates of one committed generation, with their
+        texts, metadata and vectors. None when the collection is empty."""
+        s = self.services.settings
         col = self.services.collection()
         # One committed generation for both sides: a sync in progress is invisible.
-        generation = int((col.metadata or {}).get("generation", 0))
+        generation = index.generation(col)
         total = int((col.metadata or {}).get("chunks", 0)) or col.count()
         if total == 0:
-            return []
+            return None
         expanded = lexicon.expand_query(query)
         q = np.asarray(self.services.embedder.embed_query(expanded), dtype=np.float32)
         n = min(s.candidates, total)
 
-        found: dict[str, tuple[str, dict]] = {}
-        vecs: dict[str, np.ndarray] = {}
+        cands = Candidates(query=q)
         dense_ids: list[str] = []
         if mode in ("hybrid", "dense"):
             for cid, doc, meta, emb in self._dense(col, q, n, total, filters, generation):
                 if meta is None or doc is None:
                     continue  # a record being written by a concurrent ingest
-                found[cid] = (doc, meta)
-                vecs[cid] = np.asarray(emb, dtype=np.float32)
+                cands.add(cid, doc, meta, emb)
                 dense_ids.append(cid)
         lexical: list[tuple[str, float]] = []
         if mode in ("hybrid", "lexical"):
-            lexical = self.services.lexical(col).search(expanded, n * (1 if filters.empty() else FILTER_OVERFETCH))
-        missing = [cid for cid, _ in lexical if cid not in found]
+            lexical = self.services.bm25(col).search(expanded, n * (1 if filters.empty() else FILTER_OVERFETCH))
+        missing = [cid for cid, _ in lexical if cid not in cands.found]
         if missing:
             got = col.get(ids=missing, include=["documents", "metadatas", "embeddings"])
             for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"]):
                 if meta is None or doc is None:
                     continue  # a record being written by a concurrent ingest
-                found[cid] = (doc, meta)
-                vecs[cid] = np.asarray(emb, dtype=np.float32)
+                cands.add(cid, doc, meta, emb)
         # A chunk deleted between the BM25 build and now is simply not found: skip it.
         lexical = [(cid, sc) for cid, sc in lexical
-                   if cid in found and visible(found[cid][1], generation) and filters.matches(found[cid][1])][:n]
-        lex_scores = dict(lexical)
-        cands = list(dict.fromkeys(dense_ids + [cid for cid, _ in lexical]))
-        if not cands:
-            return []
-        ids = [c for c in cands if c in vecs]
-        matrix = np.stack([vecs[c] for c in ids]) if ids else np.zeros((0, q.shape[0]), np.float32)
-        sims = dict(zip(ids, (matrix @ q).tolist()))
-        top_lex = max(lex_scores.values(), default=0.0) or 1.0
-        lex_norm = {c: lex_scores.get(c, 0.0) / top_lex for c in cands}
-
-        def fuse(dense_sims: dict[str, float]) -> dict[str, float]:
-            if mode == "dense":
-                return dict(dense_sims)
-            if mode == "lexical":
-                return {c: lex_norm[c] for c in cands}
-            return {c: dense_sims.get(c, 0.0) + self.lexical_weight * lex_norm[c] for c in cands}
-
-        fused = fuse(sims)
-        if mode == "hybrid" and self.prf_weight > 0 and len(ids) > PRF_DOCS:
-            # Dense pseudo-relevance feedback: move the query towards its best fused passages and
-            # score the same candidates again (no second store query).
-            best = sorted(fused, key=lambda c: -fused[c])[:PRF_DOCS]
-            q2 = q + self.prf_weight * np.mean([vecs[c] for c in best if c in vecs], axis=0)
-            q2 /= np.linalg.norm(q2) or 1.0
-            fused = fuse(dict(zip(ids, (matrix @ q2).tolist())))
-        order = sorted(fused, key=lambda c: (-fused[c], c))
-        hits: list[Hit] = []
-        per_doc: dict[str, int] = {}
-        for cid in order:
-            doc, meta = found[cid]
-            doc_id = str(meta.get("doc_id", ""))
-            if per_doc.get(doc_id, 0) >= s.max_per_doc:
-                continue
-            per_doc[doc_id] = per_doc.get(doc_id, 0) + 1
-            hits.append(Hit(chunk_from(cid, doc, meta), sims.get(cid, 0.0), lex_scores.get(cid, 0.0),
-                            fused[cid], len(hits) + 1))
-            if len(hits) >= k:
-                break
-        return hits
+                   if cid in cands.found and index.visible(cands.found[cid][1], generation)
+                   and filters.matches(cands.found[cid][1])][:n]
+        cands.lexical = dict(lexical)
+        cands.ids = list(dict.fromkeys(dense_ids + [cid for cid, _ in lexical]))
+        return cands
 
     @staticmethod
     def _dense(col, q: np.ndarray, n: int, total: int, filters: Filters,
@@ -206,7 +189,7 @@ class HybridSearch:
             return list(zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["embeddings"][0]))
 
         got = rows(col.query(query_embeddings=[q.tolist()], n_results=fetch, include=include))
-        seen = [r for r in got if r[2] is not None and visible(r[2], generation)]
+        seen = [r for r in got if r[2] is not None and index.visible(r[2], generation)]
         keep = [r for r in seen if filters.matches(r[2])]
         # Enough passed, or nothing more to find: the store had no more chunks, or every chunk a
         # reader of this generation can see (`total` of them) is among those fetched.
@@ -216,9 +199,83 @@ class HybridSearch:
                               include=include))
 
 
+@dataclass
+class Candidates:
+    """What the store returned for one query: candidate ids (dense order, then BM25-only ones),
+    their texts, metadata and vectors, and the BM25 scores of the lexical candidates."""
+
+    query: np.ndarray
+    ids: list[str] = field(default_factory=list)
+    found: dict[str, tuple[str, dict]] = field(default_factory=dict)
+    vectors_of: dict[str, np.ndarray] = field(default_factory=dict)
+    lexical: dict[str, float] = field(default_factory=dict)
+
+    def add(self, cid: str, doc: str, meta: dict, emb) -> None:
+        self.found[cid] = (doc, meta)
+        self.vectors_of[cid] = np.asarray(emb, dtype=np.float32)
+
+    @property
+    def vec_ids(self) -> list[str]:
+        return [c for c in self.ids if c in self.vectors_of]
+
+    def similarities(self, q: np.ndarray) -> dict[str, float]:
+        """Cosine of each candidate with `q` (vectors are normalised)."""
+        ids = self.vec_ids
+        if not ids:
+            return {}
+        matrix = np.stack([self.vectors_of[c] for c in ids])
+        return dict(zip(ids, (matrix @ q).tolist()))
+
+    def doc_of(self, cid: str) -> str:
+        return str(self.found[cid][1].get("doc_id", ""))
+
+
+def normalise_lexical(scores: dict[str, float], cands: list[str]) -> dict[str, float]:
+    """BM25 scores scaled to the best candidate's (1.0), 0 for candidates BM25 did not find."""
+    top = max(scores.values(), default=0.0) or 1.0
+    return {c: scores.get(c, 0.0) / top for c in cands}
+
+
+def fuse(cands: list[str], dense: dict[str, float], lexical_norm: dict[str, float],
+         lexical_weight: float, mode: str = "hybrid") -> dict[str, float]:
+    """The fused score of each candidate: cosine + weight x normalised BM25 (hybrid), or one side
+    alone (dense, lexical)."""
+    if mode == "dense":
+        return dict(dense)
+    if mode == "lexical":
+        return {c: lexical_norm[c] for c in cands}
+    return {c: dense.get(c, 0.0) + lexical_weight * lexical_norm[c] for c in cands}
+
+
+def prf(query: np.ndarray, fused: dict[str, float], vectors: dict[str, np.ndarray],
+        weight: float, docs: int = PRF_DOCS) -> np.ndarray:
+    """Dense pseudo-relevance feedback: the query moved towards the mean vector of its `docs`
+    best fused candidates, re-normalised."""
+    best = sorted(fused, key=lambda c: -fused[c])[:docs]
+    q2 = query + weight * np.mean([vectors[c] for c in best if c in vectors], axis=0)
+    return q2 / (np.linalg.norm(q2) or 1.0)
+
+
+def cap_per_doc(order: list[str], doc_of, max_per_doc: int, k: int) -> list[str]:
+    """The first `k` ids of `order` with at most `max_per_doc` from any one document."""
+    out: list[str] = []
+    per_doc: dict[str, int] = {}
+    for cid in order:
+        doc = doc_of(cid)
+        if per_doc.get(doc, 0) >= max_per_doc:
+            continue
+        per_doc[doc] = per_doc.get(doc, 0) + 1
+        out.append(cid)
+        if len(out) >= k:
+            break
+    return out
+
+
 def _stale_store(exc: Exception) -> bool:
     """Chroma's embedded store seen through an out-of-date view of its files."""
-    return type(exc).__name__ in ("InternalError", "NotFoundError") or "Error finding id" in str(exc)
+    from chromadb.errors import InternalError, NotFoundError
+
+    return isinstance(exc, (InternalError, NotFoundError)) or "Error finding id" in str(exc)
 
 
 class PsyqaRetriever(BaseRetriever):

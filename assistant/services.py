@@ -9,9 +9,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from assistant import store
+from assistant import index, store
+from assistant.bm25 import BM25Index, build_from_collection
 from assistant.embeddings import BundledEmbeddings
-from assistant.lexical import LexicalIndex, build_from_collection, lexical_dir, prune
+from assistant.errors import StoreUnavailableError
 from assistant.settings import Settings
 
 
@@ -20,7 +21,7 @@ class Services:
     settings: Settings
     embedder: BundledEmbeddings
     client: object = None
-    _lexical: LexicalIndex | None = None
+    _bm25: BM25Index | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def collection(self):
@@ -31,13 +32,13 @@ class Services:
             if self.client is None:
                 self.client = store.open_client(self.settings)
             return store.open_index(self.settings, self.client)
-        except store.StoreUnavailableError:
+        except StoreUnavailableError:
             self.client = None
             raise
         except Exception as exc:
             if self.settings.chroma_host and _is_connection_error(exc):
                 self.client = None
-                raise store.StoreUnavailableError(
+                raise StoreUnavailableError(
                     f"Lost the connection to the Chroma server at {self.settings.chroma_host}:"
                     f"{self.settings.chroma_port}; it will be retried on the next question.") from None
             raise
@@ -57,39 +58,40 @@ class Services:
                 SharedSystemClient.clear_system_cache()
 
     def vocab(self) -> dict | None:
-        """The BM25 vocabulary (word -> id) of the lexical index loaded now, or None before one
-        is loaded (the answerer then skips its unknown-word check)."""
-        lex = self._lexical
+        """The BM25 vocabulary (word -> id) of the index loaded now, or None before one is
+        loaded (the answerer then skips its unknown-word check)."""
+        lex = self._bm25
         return getattr(lex.retriever, "vocab_dict", None) if lex is not None else None
 
-    def lexical(self, collection) -> LexicalIndex:
-        """The BM25 index of the collection's current generation (loaded or rebuilt)."""
-        generation = int((collection.metadata or {}).get("generation", 0))
-        lex = self._lexical
+    def bm25(self, collection) -> BM25Index:
+        """The BM25 index of the collection's committed generation (loaded or rebuilt)."""
+        generation = index.generation(collection)
+        lex = self._bm25
         if lex is not None and lex.generation == generation:
             return lex
         with self._lock:
-            lex = self._lexical
+            lex = self._bm25
             if lex is not None and lex.generation == generation:
                 return lex
-            host = f"{self.settings.chroma_host}:{self.settings.chroma_port}" if self.settings.chroma_host else None
-            path = lexical_dir(self.settings.data_dir, self.settings.collection, generation, host)
-            lex = LexicalIndex.load(path)
+            path = index.bm25_dir(self.settings, generation)
+            lex = BM25Index.load(path)
             if lex is None or lex.generation != generation:
                 # Derived state missing (a crash, or an ingest on another machine): rebuild it.
                 lex = build_from_collection(collection, generation)
                 try:
                     lex.save(path)
-                    prune(self.settings.data_dir, path)
+                    index.prune_bm25(path)
                 except OSError:
                     pass  # read-only data dir: keep it in memory
-            self._lexical = lex
+            self._bm25 = lex
             return lex
 
 
 def _is_connection_error(exc: Exception) -> bool:
-    name = type(exc).__name__
-    return any(k in name for k in ("Connect", "Timeout", "Remote", "Protocol")) or "connect" in str(exc).lower()
+    """A failure to talk to the Chroma server (refused, reset, timed out), not a Chroma error."""
+    import httpx
+
+    return isinstance(exc, (httpx.TransportError, ConnectionError))
 
 
 def build_services(settings: Settings) -> Services:

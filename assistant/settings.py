@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from assistant.errors import SettingsError
 
 # Identity of the bundled embedding model; recorded on the collection so that an index built
 # with another model is detected instead of mixed.
@@ -80,3 +82,18 @@ class Settings(BaseSettings):
     @property
     def server_mode(self) -> bool:
         return bool(self.chroma_host)
+
+
+def load_settings(**overrides) -> Settings:
+    """`Settings()` for the edges (CLI, app): a bad PSYQA_* value becomes one line that names the
+    variable and what it should be, instead of a pydantic traceback."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = [str(p) for p in err["loc"]]
+            var = "PSYQA_" + "__".join(x.upper() for x in loc) if loc else "a PSYQA_ variable"
+            problems.append(f"{var}={err.get('input')!r}: {err['msg']}")
+        raise SettingsError("Invalid setting " + "; ".join(problems)
+                            + ". Fix the value (see 'psyqa config' for the defaults) or unset it.") from None

@@ -14,7 +14,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from assistant import index
 from assistant.models import Chunk, DocMeta, embed_text
+from assistant.settings import Settings
 from assistant.text import sentence_spans
 from ingest.loaders import LoadedDoc
 
@@ -26,11 +28,14 @@ TokenCounter = Callable[[Sequence[str]], list[int]]
 
 @dataclass(frozen=True)
 class ChunkParams:
-    max_tokens: int = 256
-    overlap_sentences: int = 1
+    """What shapes the chunks (and so the vectors); the values are the settings'."""
 
-    def as_meta(self) -> dict[str, int]:
-        return {"max_tokens": self.max_tokens, "overlap_sentences": self.overlap_sentences}
+    max_tokens: int
+    overlap_sentences: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ChunkParams:
+        return cls(settings.max_tokens, settings.overlap_sentences)
 
 
 def hf_counter(tokenizer) -> TokenCounter:
@@ -185,8 +190,8 @@ _WORDS = re.compile(r"\S+")
 
 
 def flat_meta(meta: DocMeta) -> dict[str, str | int | float | bool]:
-    """Chroma metadata is flat scalars: lists become joined strings plus one flag per value,
-    so that filters such as {"sub_mdma": True} work on every Chroma backend."""
+    """Chroma metadata is flat scalars: lists become joined strings, and substances and
+    conditions also one flag per value (`index.topic_flags`), which metadata filters match."""
     out: dict[str, str | int | float | bool] = {}
     for key, value in meta.model_dump(exclude_none=True).items():
         if key in ("title", "id"):
@@ -198,8 +203,5 @@ def flat_meta(meta: DocMeta) -> dict[str, str | int | float | bool]:
                 else ",".join(str(v) for v in value)
         else:
             out[key] = str(value) if not isinstance(value, (int, float, bool)) else value
-    for s in meta.substances:
-        out[f"sub_{s}"] = True
-    for c in meta.conditions:
-        out[f"cond_{c}"] = True
+    out.update(index.topic_flags(meta.substances, meta.conditions))
     return out

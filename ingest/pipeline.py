@@ -10,20 +10,18 @@ everything has been written, and chunks dead at it are deleted after that.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import os
 import re
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from assistant import store
+from assistant import index, store
+from assistant.bm25 import build_from_collection
 from assistant.errors import DocumentError, IngestBusyError, PsyqaError
-from assistant.lexical import build_from_collection, lexical_dir, prune
 from assistant.models import Chunk
 from assistant.settings import Settings
 from ingest.chunking import ChunkParams, chunk_document, hf_counter
@@ -31,10 +29,6 @@ from ingest.loaders import SUPPORTED, load
 
 # Bump when loaders or chunking change what a file turns into: every document is re-chunked.
 PIPELINE_VERSION = "1"
-# Chunks carry `gen` (the generation whose commit made them visible) and `dead` (the generation
-# from which they are invisible; NEVER while alive). Readers of generation G filter on
-# gen <= G < dead, so an answer sees one committed generation, never a sync in progress.
-NEVER = 10**15
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,199}$")
 SKIP_NAMES = {"README.md", "readme.md", "README.txt"}
 
@@ -149,10 +143,10 @@ def read_state(collection, committed: int | None = None) -> dict[str, DocState]:
     """Documents as the collection holds them. Chunks already dead at the committed generation
     (left by a run killed after its commit) are not part of any document: `garbage_ids` finds them."""
     if committed is None:
-        committed = int((collection.metadata or {}).get("generation", 0))
+        committed = index.generation(collection)
     docs: dict[str, DocState] = {}
     for cid, m in _all_metadatas(collection):
-        dead = int(m.get("dead", NEVER))
+        dead = int(m.get("dead", index.NEVER))
         if dead <= committed:
             continue
         d = docs.setdefault(m["doc_id"], DocState(m["doc_id"], m.get("source", ""), m.get("root", "")))
@@ -160,7 +154,7 @@ def read_state(collection, committed: int | None = None) -> dict[str, DocState]:
         d.hashes.add(m.get("doc_hash", ""))
         d.expected = int(m.get("doc_chunks", -1))
         d.gens[cid] = int(m.get("gen", 0))
-        if dead != NEVER:
+        if dead != index.NEVER:
             d.doomed += 1
     return docs
 
@@ -206,7 +200,9 @@ def run(paths: list[Path] | None, settings: Settings, *, rebuild: bool = False, 
     return report
 
 
-def _doc_hash(data: bytes, rel: str) -> str:
+def doc_hash(data: bytes, rel: str) -> str:
+    """The content hash a document's chunks carry: changes with its bytes, its path and the
+    pipeline version, so any of them changing re-chunks it."""
     h = hashlib.sha256()
     h.update(f"{PIPELINE_VERSION}\x1f{rel}\x1f".encode())
     h.update(data)
@@ -239,7 +235,7 @@ def _prepare(sf: SourceFile, data: bytes, settings: Settings, count, report: Ing
     doc = load(sf.path, sf.rel, data)
     report.warnings.extend(doc.warnings)
     doc_id = _doc_id(sf, doc.meta.id)
-    params = ChunkParams(settings.max_tokens, settings.overlap_sentences)
+    params = ChunkParams.from_settings(settings)
     extra = {"root": sf.root_key, "doc_hash": doc_hash}
     chunks = chunk_document(doc, doc_id, sf.rel, params, count, extra)
     for c in chunks:
@@ -267,50 +263,88 @@ def _check_only(files, settings, report, progress) -> None:
             progress("check", i + 1, len(files))
 
 
-def chroma_meta(c: Chunk, gen: int = 0) -> dict:
-    m = dict(c.metadata)
-    m.update(gen=gen, dead=NEVER)
-    m.update(doc_id=c.doc_id, source=c.source, title=c.title, section=c.section,
-             start=c.start, end=c.end, ordinal=c.ordinal)
-    if c.page is not None:
-        m["page"] = c.page
-    return m
+@dataclass
+class _DocWork:
+    """A document whose chunks must be (re)written, with what the collection holds of it."""
+
+    doc_id: str
+    chunks: list[Chunk]
+    previous: DocState | None
+
+    @property
+    def have(self) -> set[str]:
+        return self.previous.ids if self.previous else set()
+
+
+@dataclass
+class _Plan:
+    """What one sync will do, decided from the files and the collection before anything is written."""
+
+    committed: int                                          # the generation readers see now
+    state: dict[str, DocState]                              # the collection as it was read
+    work: list[_DocWork] = field(default_factory=list)      # documents to (re)write
+    doomed: list[str] = field(default_factory=list)         # chunk ids to mark dead
+
+    @property
+    def new_gen(self) -> int:
+        return self.committed + 1
+
+    def new_chunks(self) -> list[Chunk]:
+        return [c for w in self.work for c in w.chunks if c.chunk_id not in w.have]
+
+    def kept_chunks(self) -> list[tuple[Chunk, int]]:
+        """Unchanged chunks of rewritten documents, with the generation they appeared in."""
+        return [(c, w.previous.gens.get(c.chunk_id, self.new_gen)) for w in self.work
+                for c in w.chunks if w.previous is not None and c.chunk_id in w.have]
 
 
 def _sync(files, scopes, settings: Settings, report: IngestReport, rebuild: bool, progress, embedder) -> None:
+    """plan → embed → write → commit → cleanup. A run killed at any step leaves a collection
+    that the next run's plan repairs, and readers of the committed generation never notice."""
     client = store.open_client(settings)
+    col = _target(client, settings, rebuild)
+    plan = _plan(col, files, scopes, settings, report, progress)
+    vectors = _embed(plan.new_chunks(), settings, report, progress, embedder)
+    _write(col, plan, vectors, _max_batch(client))
+    generation, final = _commit(client, col, plan, settings, rebuild)
+    if generation != plan.committed:
+        _cleanup(col, settings, generation)
+    report.generation = generation
+    report.documents_total = len(final)
+    report.chunks_total = sum(len(d.ids) for d in final.values())
+
+
+def _target(client, settings: Settings, rebuild: bool):
+    """The collection this run writes: the live one, or for --rebuild a fresh staging copy."""
     name = settings.collection
     staging = f"{name}__rebuild"
-    if rebuild:
-        if store.get_collection(client, staging) is not None:
-            client.delete_collection(staging)
-        col = store.create_collection(client, staging, settings)
-        live = store.get_collection(client, name)
-        if live is not None:  # keep generations increasing so derived files never collide
-            col.modify(metadata=dict(col.metadata or {}) | {
-                "generation": int((live.metadata or {}).get("generation", 0))})
-    else:
-        if store.get_collection(client, staging) is not None:
-            client.delete_collection(staging)  # left by a killed --rebuild; the live one is intact
+    if store.get_collection(client, staging) is not None:
+        client.delete_collection(staging)  # left by a killed --rebuild; the live one is intact
+    if not rebuild:
         col = store.get_collection(client, name) or store.create_collection(client, name, settings)
-        store.check_identity(col, settings)
-    committed = int((col.metadata or {}).get("generation", 0))
-    new_gen = committed + 1
-    max_batch = _max_batch(client)
-    # Chunks already dead at the committed generation: a run was killed after its commit.
-    _delete_where(col, {"dead": {"$lte": committed}})
-    state = read_state(col, committed)
-    by_source = {(d.root, d.source): d for d in state.values()}
+        index.check_identity(col, settings)
+        return col
+    col = store.create_collection(client, staging, settings)
+    live = store.get_collection(client, name)
+    if live is not None:  # keep generations increasing so derived files never collide
+        col.modify(metadata=dict(col.metadata or {}) | {"generation": index.generation(live)})
+    return col
 
+
+def _plan(col, files, scopes, settings: Settings, report: IngestReport, progress) -> _Plan:
+    """Read the collection and the files; decide which documents to write, keep and remove."""
+    committed = index.generation(col)
+    # Chunks already dead at the committed generation: a run was killed after its commit.
+    col.delete(where=index.dead_where(committed))
+    plan = _Plan(committed, read_state(col, committed))
+    by_source = {(d.root, d.source): d for d in plan.state.values()}
     count = None
-    embed = embedder
     seen_docs: dict[str, str] = {}
     kept_docs: set[str] = set()
-    work: list[tuple[str, list[Chunk], DocState | None]] = []  # doc_id, chunks, previous
     for i, sf in enumerate(files):
         try:
             data = _read(sf, settings)
-            h = _doc_hash(data, sf.rel)
+            h = doc_hash(data, sf.rel)
             prev = by_source.get((sf.root_key, sf.rel))
             if prev is not None and prev.complete(h) and prev.doc_id not in seen_docs:
                 report.unchanged += 1
@@ -328,7 +362,14 @@ def _sync(files, scopes, settings: Settings, report: IngestReport, rebuild: bool
                                     "give one of them another 'id' in its front matter")
             seen_docs[doc_id] = sf.rel
             kept_docs.add(doc_id)
-            work.append((doc_id, chunks, state.get(doc_id)))
+            previous = plan.state.get(doc_id)
+            plan.work.append(_DocWork(doc_id, chunks, previous))
+            # Chunks of the old version that the new one no longer has.
+            plan.doomed += sorted((previous.ids if previous else set()) - {c.chunk_id for c in chunks})
+            if previous is None:
+                report.added += 1
+            else:
+                report.updated += 1
         except DocumentError as exc:
             report.fail(sf.rel, f"{exc.problem}; {exc.fix}")
             # Nothing already indexed is lost: a failing file keeps its previous chunks.
@@ -337,95 +378,87 @@ def _sync(files, scopes, settings: Settings, report: IngestReport, rebuild: bool
                 kept_docs.add(prev.doc_id)
         if progress:
             progress("read", i + 1, len(files))
-
-    # Embed everything new in large batches (length-sorted inside encode()), then write per doc.
-    to_embed: list[Chunk] = []
-    for doc_id, chunks, previous in work:
-        have = previous.ids if previous else set()
-        to_embed.extend(c for c in chunks if c.chunk_id not in have)
-    if not settings.chroma_host:
-        _check_space(settings, to_embed)
-    vectors: dict[str, list[float]] = {}
-    if to_embed:
-        if embed is None:
-            from assistant.embeddings import BundledEmbeddings
-
-            embed = BundledEmbeddings(settings.embedding_model, settings.embed_batch_size)
-        step = max(256, settings.embed_batch_size * 4)
-        done = 0
-        for k in range(0, len(to_embed), step):
-            part = to_embed[k:k + step]
-            arr = embed.embed_documents([c.embed_text() for c in part])
-            for c, v in zip(part, arr):
-                vectors[c.chunk_id] = v
-            done += len(part)
-            if progress:
-                progress("embed", done, len(to_embed))
-    report.chunks_embedded = len(to_embed)
-
-    # Write: new chunks become visible at new_gen; kept chunks keep the generation they appeared
-    # in (their text is unchanged); extra chunks are marked dead from new_gen. Nothing a reader of
-    # the committed generation can see is removed before the commit.
-    doomed: list[str] = []
-    new_all: list[Chunk] = []
-    keep_all: list[tuple[Chunk, int]] = []
-    for doc_id, chunks, previous in work:
-        have = previous.ids if previous else set()
-        new_all += [c for c in chunks if c.chunk_id not in have]
-        keep_all += [(c, previous.gens.get(c.chunk_id, new_gen)) for c in chunks if c.chunk_id in have]
-        doomed += sorted(have - {c.chunk_id for c in chunks})
-        if previous is None:
-            report.added += 1
-        else:
-            report.updated += 1
-    # One write per `max_batch` chunks across documents (per-document calls cost more than the
-    # writes themselves on small files); order does not matter before the commit.
-    for k in range(0, len(new_all), max_batch):
-        part = new_all[k:k + max_batch]
-        col.upsert(ids=[c.chunk_id for c in part], documents=[c.text for c in part],
-                   metadatas=[chroma_meta(c, new_gen) for c in part],
-                   embeddings=[vectors[c.chunk_id] for c in part])
-    for k in range(0, len(keep_all), max_batch):
-        part = keep_all[k:k + max_batch]
-        col.update(ids=[c.chunk_id for c, _ in part], metadatas=[chroma_meta(c, g) for c, g in part])
-
     # Documents that disappeared from a scanned folder. Failed files keep their chunks.
-    for d in state.values():
+    for d in plan.state.values():
         if d.doc_id in kept_docs:
             continue
         if any(d.root == key and d.source.startswith(prefix) for key, prefix in scopes):
-            doomed += sorted(d.ids)
+            plan.doomed += sorted(d.ids)
             report.removed += 1
-    for k in range(0, len(doomed), max_batch):
-        part = doomed[k:k + max_batch]
-        col.update(ids=part, metadatas=[{"dead": new_gen}] * len(part))
+    return plan
 
-    meta = dict(col.metadata or {})
-    final_state = read_state(col, new_gen) if (work or doomed) else state
-    corpus_hash = _corpus_hash(final_state)
+
+def _embed(chunks: list[Chunk], settings: Settings, report: IngestReport, progress,
+           embedder) -> dict[str, list[float]]:
+    """Vectors of the new chunks, in large batches (encode() sorts by length inside each)."""
+    if not settings.chroma_host:
+        _check_space(settings, chunks)
+    vectors: dict[str, list[float]] = {}
+    if chunks:
+        if embedder is None:
+            from assistant.embeddings import BundledEmbeddings
+
+            embedder = BundledEmbeddings(settings.embedding_model, settings.embed_batch_size)
+        step = max(256, settings.embed_batch_size * 4)
+        for k in range(0, len(chunks), step):
+            part = chunks[k:k + step]
+            for c, v in zip(part, embedder.embed_documents([c.embed_text() for c in part])):
+                vectors[c.chunk_id] = v
+            if progress:
+                progress("embed", min(k + step, len(chunks)), len(chunks))
+    report.chunks_embedded = len(chunks)
+    return vectors
+
+
+def _write(col, plan: _Plan, vectors: dict[str, list[float]], max_batch: int) -> None:
+    """New chunks become visible at the next generation; kept chunks keep the generation they
+    appeared in (their text is unchanged); doomed chunks are marked dead from the next generation.
+    Nothing a reader of the committed generation can see is removed before the commit.
+
+    One write per `max_batch` chunks across documents (per-document calls cost more than the
+    writes themselves on small files); order does not matter before the commit.
+    """
+    new, kept = plan.new_chunks(), plan.kept_chunks()
+    for k in range(0, len(new), max_batch):
+        part = new[k:k + max_batch]
+        col.upsert(ids=[c.chunk_id for c in part], documents=[c.text for c in part],
+                   metadatas=[index.chunk_meta(c, plan.new_gen) for c in part],
+                   embeddings=[vectors[c.chunk_id] for c in part])
+    for k in range(0, len(kept), max_batch):
+        part = kept[k:k + max_batch]
+        col.update(ids=[c.chunk_id for c, _ in part], metadatas=[index.chunk_meta(c, g) for c, g in part])
+    for k in range(0, len(plan.doomed), max_batch):
+        part = plan.doomed[k:k + max_batch]
+        col.update(ids=part, metadatas=[{"dead": plan.new_gen}] * len(part))
+
+
+def _commit(client, col, plan: _Plan, settings: Settings, rebuild: bool) -> tuple[int, dict[str, DocState]]:
+    """Build the new generation's BM25 files, then commit it (and for --rebuild swap the staging
+    collection in). Returns the generation readers now see and the documents it holds."""
+    changed_any = bool(plan.work or plan.doomed)
+    final = read_state(col, plan.new_gen) if changed_any else plan.state
+    corpus_hash = _corpus_hash(final)
     # A run killed after its writes but before this commit left the hash behind: commit now.
-    changed = bool(work or doomed or rebuild) or corpus_hash != meta.get("corpus_hash")
-    generation = committed
-    if changed or committed == 0:
-        generation = new_gen
-        lex = build_from_collection(col, generation)
-        target = lexical_dir(settings.data_dir, name, generation, _host(settings))
-        lex.save(target)
-        meta.update(store.identity(settings))
-        meta.update(generation=generation, documents=len(final_state),
-                    chunks=sum(len(d.ids) for d in final_state.values()),
-                    corpus_hash=corpus_hash, last_ingest=_now())
-        meta.pop("hnsw:space", None)
-        col.modify(metadata=meta)  # the commit point: readers switch to the new generation
-        if rebuild:
-            if store.get_collection(client, name) is not None:
-                client.delete_collection(name)
-            col.modify(name=name)
-        _delete_where(col, {"dead": {"$lte": generation}})  # readers of the new one never see these
-        prune(settings.data_dir, target)
-    report.generation = generation
-    report.documents_total = int(meta.get("documents", 0))
-    report.chunks_total = int(meta.get("chunks", 0))
+    changed = changed_any or rebuild or corpus_hash != (col.metadata or {}).get("corpus_hash")
+    if not (changed or plan.committed == 0):
+        return plan.committed, final
+    generation = plan.new_gen
+    target = index.bm25_dir(settings, generation)
+    build_from_collection(col, generation).save(target)
+    index.commit(col, settings, generation, documents=len(final),
+                 chunks=sum(len(d.ids) for d in final.values()), corpus_hash=corpus_hash)
+    if rebuild:
+        name = settings.collection
+        if store.get_collection(client, name) is not None:
+            client.delete_collection(name)
+        col.modify(name=name)
+    return generation, final
+
+
+def _cleanup(col, settings: Settings, generation: int) -> None:
+    """After the commit: chunks dead at it and older BM25 files are no one's any more."""
+    col.delete(where=index.dead_where(generation))
+    index.prune_bm25(index.bm25_dir(settings, generation))
 
 
 def _check_space(settings: Settings, chunks: list[Chunk]) -> None:
@@ -446,17 +479,10 @@ def _check_space(settings: Settings, chunks: list[Chunk]) -> None:
             "index is intact. Free some space and run 'psyqa ingest' again.")
 
 
-def _delete_where(col, where: dict) -> None:
-    col.delete(where=where)
-
 
 def _corpus_hash(state: dict[str, DocState]) -> str:
     text = "".join(f"{k}:{sorted(v.hashes)}:{len(v.ids)}\n" for k, v in sorted(state.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _host(settings: Settings) -> str | None:
-    return f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else None
 
 
 def _max_batch(client) -> int:
@@ -464,10 +490,6 @@ def _max_batch(client) -> int:
         return max(1, min(5000, int(client.get_max_batch_size())))
     except Exception:  # older clients or servers without the endpoint
         return 1000
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def progress_bar() -> Progress | None:

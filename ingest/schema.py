@@ -43,7 +43,9 @@ def parse_front_matter(raw: str, path: str) -> DocMeta:
         line = f" (front matter line {where.line + 1})" if where is not None else ""
         raise DocumentError(path, f"malformed YAML front matter{line}",
                             "fix the YAML between the two '---' lines") from None
-    except (ValueError, RecursionError) as exc:  # impossible dates (2023-02-30), absurd nesting
+    except (ValueError, RecursionError, AttributeError, TypeError) as exc:
+        # Impossible dates (2023-02-30), absurd nesting, and tags PyYAML's constructors trip over
+        # instead of reporting (an empty `!!timestamp` raises AttributeError inside PyYAML).
         raise DocumentError(path, f"front matter has a value YAML cannot represent ({type(exc).__name__}: "
                             f"{str(exc)[:80]})", "fix the value (dates are YYYY-MM-DD)") from None
     if data is None:

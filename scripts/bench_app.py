@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from assistant.bench.server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 PSYQA = str(Path(sys.executable).parent / "psyqa")
@@ -42,11 +43,6 @@ HAS_ANSWER = """() => {
   return !!t && t.innerText.trim().length > 10;
 }"""
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def first_answer_ms(browser, url: str, question: str) -> float:

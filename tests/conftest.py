@@ -17,6 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import start_chroma_server, stop_process, unique_collection  # noqa: E402
 
+# The session index of corpus/ and its Assistant, defined once for every module that uses them.
+pytest_plugins = ["fixtures_assistant"]
+
 from assistant.settings import Settings  # noqa: E402
 
 

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from assistant.bench.server import free_port
+
 
 @dataclass
 class Fault:
@@ -36,11 +38,6 @@ NONTEXT = Fault("nontext")
 EMPTY = Fault("empty")
 DROP = Fault("drop")     # send two pieces, then close the connection mid-stream
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pieces(text: str, size: int = 7) -> list[str]:

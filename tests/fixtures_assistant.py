@@ -1,8 +1,7 @@
 """Session-wide state for the assistant-core tests: the real corpus/ ingested once, one Assistant.
 
-pytest turns a fixture imported into several test modules into one fixture definition per module,
-so a session-scoped fixture alone would ingest the corpus once per module. The module-level cache
-below makes the work happen once per process however many modules use it.
+Loaded as a pytest plugin (`pytest_plugins` in conftest.py), so its session fixtures exist once
+per test run however many modules use them.
 """
 
 from __future__ import annotations
@@ -18,34 +17,29 @@ from assistant.settings import Settings
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "corpus"
 
-_CACHE: dict[str, object] = {}
+_ANSWERS: dict[str, object] = {}
 _LOCK = threading.Lock()
 
 
-def corpus_settings(tmp_path_factory, embedder) -> Settings:
+@pytest.fixture(scope="session")
+def index_settings(tmp_path_factory, embedder) -> Settings:
     """Settings of an index holding the real corpus/, built once per session with the real model."""
-    with _LOCK:
-        if "settings" not in _CACHE:
-            from ingest.pipeline import run
+    from ingest.pipeline import run
 
-            data = tmp_path_factory.mktemp("assistant-index") / "data"
-            settings = Settings(data_dir=data, corpus_dir=Path("corpus"))
-            report = run(None, settings, embedder=embedder)
-            assert not report.failed, report.failed
-            assert report.documents_total >= 25, report.as_json()
-            _CACHE["settings"] = settings
-        return _CACHE["settings"]  # type: ignore[return-value]
+    data = tmp_path_factory.mktemp("assistant-index") / "data"
+    settings = Settings(data_dir=data, corpus_dir=Path("corpus"))
+    report = run(None, settings, embedder=embedder)
+    assert not report.failed, report.failed
+    assert report.documents_total >= 25, report.as_json()
+    return settings
 
 
-def corpus_assistant(tmp_path_factory, embedder):
-    """One Assistant over the session index (the model is shared: it is cached per process)."""
-    settings = corpus_settings(tmp_path_factory, embedder)
-    with _LOCK:
-        if "assistant" not in _CACHE:
-            from assistant.assistant import Assistant
+@pytest.fixture(scope="session")
+def qa(index_settings):
+    """The session's Assistant (named qa: `assistant` is the package); the model is shared."""
+    from assistant.assistant import Assistant
 
-            _CACHE["assistant"] = Assistant.from_settings(settings)
-        return _CACHE["assistant"]
+    return Assistant.from_settings(index_settings)
 
 
 def ask(assistant, question: str, history: list[dict] | None = None):
@@ -54,23 +48,12 @@ def ask(assistant, question: str, history: list[dict] | None = None):
     Returns a deep copy, so a test that tampers with an answer does not change another's."""
     key = json.dumps([question, history or []])
     with _LOCK:
-        cached = _CACHE.get(("ask", key))  # type: ignore[call-overload]
+        cached = _ANSWERS.get(key)
     if cached is None:
         cached = assistant.ask(question, history or [])
         with _LOCK:
-            _CACHE[("ask", key)] = cached  # type: ignore[index]
-    return cached.model_copy(deep=True)
-
-
-@pytest.fixture
-def index_settings(tmp_path_factory, embedder) -> Settings:
-    return corpus_settings(tmp_path_factory, embedder)
-
-
-@pytest.fixture
-def qa(tmp_path_factory, embedder):
-    """The session's Assistant (named qa: `assistant` is the package)."""
-    return corpus_assistant(tmp_path_factory, embedder)
+            _ANSWERS[key] = cached
+    return cached.model_copy(deep=True)  # type: ignore[attr-defined]
 
 
 # Questions whose answers are in the corpus, with a word or figure each answer must contain

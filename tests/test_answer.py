@@ -7,7 +7,7 @@ import difflib
 import re
 
 import pytest
-from fixtures_assistant import ANSWERABLE, CORPUS, ask, qa  # noqa: F401  (fixtures)
+from fixtures_assistant import ANSWERABLE, CORPUS, ask
 
 from assistant import messages
 from assistant.answer.verify import split_marked, unsupported

@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from assistant import transcript
 from assistant.settings import Settings
-from assistant.status import index_status
+from ingest.status import index_status
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -310,3 +310,14 @@ def test_links_only_for_http_urls(url, ok):
         assert "](" not in md
     else:
         assert "(" not in transcript.safe_url(url) and ")" not in transcript.safe_url(url)
+
+
+def test_a_bad_setting_is_one_line_in_the_app(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    only_env(monkeypatch, PSYQA_DATA_DIR=str(tmp_path / "d"), PSYQA_TOP_K="abc")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception
+    errors = [re.sub(r"\\(.)", r"\1", e.value) for e in at.error]  # shown as escaped Markdown
+    assert any("PSYQA_TOP_K" in e and "'abc'" in e for e in errors), errors
+    assert not at.chat_input, "no chat without valid settings"

@@ -7,7 +7,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from fixtures_assistant import ask, qa  # noqa: F401  (fixture)
+from fixtures_assistant import ask
 
 from assistant import messages, safety
 from assistant.answer.verify import unsupported

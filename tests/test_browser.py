@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from test_app import HOSTILE, REPO, prebuilt_index
+
+from assistant.bench.server import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -33,11 +34,6 @@ if not os.path.exists(CHROMIUM):
     pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (make browser) to run the browser "
                 "tests", allow_module_level=True)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_app(env_extra: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from assistant.settings import Settings
 from ingest.chunking import ChunkParams, chunk_document, hf_counter
 from ingest.loaders import load
 
@@ -26,7 +27,7 @@ def chunks_of(md: str, name: str = "doc.md", params: ChunkParams | None = None, 
 
     doc = load(Path(name), name, md.encode("utf-8"))
     count = counter or hf_counter(load_tokenizer())
-    return doc, chunk_document(doc, Path(name).stem, name, params or ChunkParams(), count)
+    return doc, chunk_document(doc, Path(name).stem, name, params or ChunkParams.from_settings(Settings()), count)
 
 
 def n_pieces(tokenizer, text: str) -> int:
@@ -101,7 +102,7 @@ def test_overlap_between_consecutive_chunks_of_a_long_section(tokenizer, normal_
 
 
 def test_no_overlap_when_disabled(tokenizer, normal_doc):
-    doc, chunks = chunks_of(normal_doc, params=ChunkParams(overlap_sentences=0))
+    doc, chunks = chunks_of(normal_doc, params=ChunkParams.from_settings(Settings(overlap_sentences=0)))
     assert_invariants(tokenizer, doc, chunks)
     long_sec = [c for c in chunks if c.section == "Results > Subgroups"]
     assert all(b.start >= a.end for a, b in zip(long_sec, long_sec[1:]))
@@ -169,7 +170,7 @@ def test_pdf_pages_are_chunked_separately(tokenizer):
     doc = load(Path("two.pdf"), "two.pdf", data)
     from assistant.embeddings import load_tokenizer
 
-    chunks = chunk_document(doc, "two.pdf", "two.pdf", ChunkParams(), hf_counter(load_tokenizer()))
+    chunks = chunk_document(doc, "two.pdf", "two.pdf", ChunkParams.from_settings(Settings()), hf_counter(load_tokenizer()))
     assert_invariants(tokenizer, doc, chunks)
     assert {c.page for c in chunks} == {1, 2}
     assert "ketamine" in next(c for c in chunks if c.page == 2).text
@@ -194,5 +195,5 @@ def test_property_random_documents(tokenizer, blocks, title):
     if not any(not b.startswith("#") and b.strip() for b in blocks):
         blocks = blocks + ["Closing sentence."]
     md = "---\ntitle: " + json.dumps(" ".join(title)) + "\n---\n\n" + "\n\n".join(blocks) + "\n"
-    doc, chunks = chunks_of(md, params=ChunkParams(max_tokens=128))
+    doc, chunks = chunks_of(md, params=ChunkParams.from_settings(Settings(max_tokens=128)))
     assert_invariants(tokenizer, doc, chunks, limit=128)

@@ -37,11 +37,9 @@ STDIN = (json.dumps(JSONL[0]) + "\n"
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, embedder):
+def runs(tmp_path_factory, index_settings):
     """name -> CompletedProcess-like (returncode, stdout, stderr) of every command of this module."""
-    from fixtures_assistant import corpus_settings
-
-    settings = corpus_settings(tmp_path_factory, embedder)
+    settings = index_settings
     empty = Settings(data_dir=tmp_path_factory.mktemp("empty") / "data", corpus_dir=REPO / "corpus")
     commands = {
         "text": (["ask", "What psilocybin dose was used in Goodwin 2022?"], settings, None),

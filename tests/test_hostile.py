@@ -30,7 +30,6 @@ import pytest
 from assistant import feedback, messages
 from assistant.models import Answer
 from assistant.settings import Settings
-from fixtures_assistant import corpus_settings, qa  # noqa: F401 - fixtures
 from helpers import REPO, cli_env, open_collection, psyqa, write_doc
 
 CAVEAT_PART = "not medical advice, and it does not replace clinical judgement"
@@ -99,12 +98,12 @@ def test_length_limit_is_the_documented_one(qa):  # noqa: F811
 # ------------------------------------------------------------------ the app (AppTest)
 
 @pytest.mark.slow
-def test_odd_questions_in_the_app_show_no_exception_or_traceback(tmp_path_factory, embedder, monkeypatch):
+def test_odd_questions_in_the_app_show_no_exception_or_traceback(index_settings, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     from test_app import APP, no_traceback, only_env, texts
 
-    index = corpus_settings(tmp_path_factory, embedder)
+    index = index_settings
     monkeypatch.chdir(REPO)
     only_env(monkeypatch, PSYQA_DATA_DIR=str(index.data_dir.resolve()))
     at = AppTest.from_file(APP, default_timeout=300)

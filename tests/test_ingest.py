@@ -19,7 +19,8 @@ from helpers import (PSYQA, assert_consistent, cli_env, doc_ids, fresh_like, ope
                      parse_one_json, psyqa, snapshot, write_doc)
 
 from assistant.errors import IndexMismatchError
-from assistant.lexical import LexicalIndex, lexical_dir
+from assistant import index
+from assistant.bm25 import BM25Index
 from ingest.pipeline import run
 
 pytestmark = pytest.mark.slow
@@ -49,9 +50,8 @@ def ids_of(snap, doc: str) -> set[str]:
 
 def bm25_ids(settings) -> list[str]:
     col = open_collection(settings)
-    gen = int(col.metadata["generation"])
-    host = f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else None
-    lex = LexicalIndex.load(lexical_dir(settings.data_dir, settings.collection, gen, host))
+    gen = index.generation(col)
+    lex = BM25Index.load(index.bm25_dir(settings, gen))
     assert lex is not None, f"no BM25 files for generation {gen}"
     assert lex.generation == gen
     return lex.ids
@@ -433,3 +433,14 @@ def test_config_honours_env_and_dotenv(tmp_path):
     res = psyqa("ingest", "--check", "--json", corpus, cwd=work, env=env)
     assert res.returncode == 0, res.stderr
     assert parse_one_json(res.stdout)["failed"] == []
+
+
+@pytest.mark.parametrize("var, value", [("PSYQA_TOP_K", "abc"), ("PSYQA_LLM__TIMEOUT_S", "soon")])
+def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path, var, value):
+    env = cli_env(None, PSYQA_DATA_DIR=str(tmp_path / "d"), **{var: value})
+    for args in (("config",), ("status",)):
+        res = psyqa(*args, cwd=tmp_path, env=env)
+        assert res.returncode == 2, (args, res.stdout, res.stderr)
+        assert "Traceback" not in res.stderr and "ValidationError" not in res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and var in lines[0] and repr(value) in lines[0], lines

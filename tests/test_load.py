@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from fixtures_assistant import ANSWERABLE, corpus_settings, qa  # noqa: F401 - fixtures
+from fixtures_assistant import ANSWERABLE
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +82,7 @@ SESSION_QUESTIONS = [q for q, _, _ in ANSWERABLE[:8]] + [
     "What is the capital of France?", "Where can I buy psilocybin mushrooms?"]
 
 
-def test_streamlit_server_holds_ten_browser_sessions(tmp_path_factory, embedder):
+def test_streamlit_server_holds_ten_browser_sessions(tmp_path_factory, index_settings):
     from test_app import REPO  # noqa: F401 - same app and repo the browser tests use
 
     chromium = "/usr/bin/chromium"
@@ -92,7 +92,7 @@ def test_streamlit_server_holds_ten_browser_sessions(tmp_path_factory, embedder)
 
     from test_browser import CAVEAT_PART, CHROMIUM_ARGS, start_app, stop_app
 
-    index = corpus_settings(tmp_path_factory, embedder)
+    index = index_settings
     proc, url = start_app({"PSYQA_DATA_DIR": str(index.data_dir.resolve())},
                           tmp_path_factory.mktemp("load-app") / "app.log")
     try:

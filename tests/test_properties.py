@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import string
 
-import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -22,7 +21,7 @@ from assistant.conversation import rewrite
 from assistant.errors import DocumentError
 from assistant.models import DocMeta, Turn
 from assistant.text import clean_user_text
-from ingest.chunking import ChunkParams
+from assistant.settings import Settings
 from ingest.schema import parse_front_matter, split_front_matter
 
 from test_chunking import WORDS, assert_invariants, chunks_of
@@ -99,6 +98,7 @@ def test_valid_front_matter_round_trips(title, published, substances):
 
 @settings(max_examples=60, deadline=None)
 @given(text=st.text(max_size=300), fm=st.one_of(st.none(), _yamlish))
+@example(text="", fm="!!timestamp")  # crashed PyYAML itself (AttributeError)
 def test_split_front_matter_offsets(text, fm):
     doc = text if fm is None else f"---\n{fm}\n---\n{text}"
     raw, body, offset = split_front_matter(doc)
@@ -135,7 +135,7 @@ def test_chunks_fit_256_pieces_with_prefix_and_map_back(tokenizer, blocks, title
         return  # e.g. a body that is only markup: refused with a message, which is fine
     if not doc.segments:
         return
-    assert_invariants(tokenizer, doc, chunks, limit=ChunkParams().max_tokens)
+    assert_invariants(tokenizer, doc, chunks, limit=Settings().max_tokens)
 
 
 # ------------------------------------------------------------------ rewriter after cleaning

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from assistant.errors import StoreUnavailableError
-from assistant.lexical import visible
+from assistant.index import visible
 from assistant.settings import Settings
 from helpers import CHROMA, REPO, cli_env, open_collection, psyqa, start_chroma_server, unique_collection, write_doc
 

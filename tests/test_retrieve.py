@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from fixtures_assistant import index_settings, qa  # noqa: F401  (fixtures)
 from helpers import write_doc
 from langchain_core.documents import Document
 from langchain_core.runnables import RunnableLambda
@@ -286,7 +285,8 @@ def test_uncommitted_and_deleted_chunks_stay_invisible_on_the_fast_path(tmp_path
     """The dense search runs without a `where` clause while every hit is visible, and falls back
     to the generation rule as soon as one is not: chunks of a sync in progress (gen G+1) and chunks
     deleted by generation G (dead <= G, not yet cleaned up) never reach an answer."""
-    from ingest.pipeline import NEVER, run
+    from assistant.index import NEVER
+    from ingest.pipeline import run
 
     corpus, settings = _small_corpus(tmp_path)
     meta = SMALL_META
@@ -346,3 +346,43 @@ def test_uncommitted_and_deleted_chunks_stay_invisible_on_the_fast_path(tmp_path
     again = {mode: [h.chunk.chunk_id for h in search.search(query, 5, mode=mode)] for mode in ("hybrid", "dense")}
     assert again == clean
     assert counting.wheres == [None, None]
+
+
+# ----------------------------------------------------------------- fusion steps, without the model
+
+def test_fuse_adds_weighted_normalised_bm25_to_the_cosine():
+    import numpy as np  # noqa: F401  (the pure steps take plain dicts and arrays)
+
+    from assistant.retrieve import fuse, normalise_lexical
+
+    cands = ["a", "b", "c"]
+    lex = normalise_lexical({"b": 8.0, "c": 2.0}, cands)
+    assert lex == {"a": 0.0, "b": 1.0, "c": 0.25}
+    dense = {"a": 0.5, "b": 0.2, "c": 0.4}
+    assert fuse(cands, dense, lex, 0.4) == pytest.approx({"a": 0.5, "b": 0.6, "c": 0.5})
+    assert fuse(cands, dense, lex, 0.4, mode="dense") == dense
+    assert fuse(cands, dense, lex, 0.4, mode="lexical") == lex
+    assert normalise_lexical({}, cands) == {"a": 0.0, "b": 0.0, "c": 0.0}
+
+
+def test_prf_moves_the_query_towards_its_best_candidates():
+    import numpy as np
+
+    from assistant.retrieve import prf
+
+    q = np.array([1.0, 0.0, 0.0], dtype=np.float32)
+    vectors = {"a": np.array([0.0, 1.0, 0.0], dtype=np.float32),
+               "b": np.array([0.0, 1.0, 0.0], dtype=np.float32),
+               "c": np.array([0.0, 0.0, 1.0], dtype=np.float32)}
+    fused = {"a": 0.9, "b": 0.8, "c": 0.1}
+    q2 = prf(q, fused, vectors, weight=1.0, docs=2)
+    assert np.linalg.norm(q2) == pytest.approx(1.0)
+    assert q2[1] > 0.7 and q2[2] == 0.0, "moved towards a and b only (the two best)"
+
+
+def test_cap_per_doc_keeps_order_and_spreads_documents():
+    from assistant.retrieve import cap_per_doc
+
+    doc = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "c1": "C"}.__getitem__
+    assert cap_per_doc(["a1", "a2", "a3", "b1", "c1"], doc, max_per_doc=2, k=10) == ["a1", "a2", "b1", "c1"]
+    assert cap_per_doc(["a1", "a2", "a3", "b1", "c1"], doc, max_per_doc=2, k=3) == ["a1", "a2", "b1"]

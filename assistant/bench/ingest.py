@@ -77,7 +77,7 @@ def write_synthetic(folder: Path, n: int, docs: list[tuple[str, str]]) -> int:
 def bench_ingest(settings, files: int = 1000, eval_dir: Path | None = None, profile: Path | None = None) -> dict:
     from assistant.bench import machine
     from assistant.embeddings import BundledEmbeddings, load_tokenizer
-    from assistant.lexical import read_all
+    from assistant.bm25 import read_all
     from assistant.models import embed_text
     from assistant import store
     from ingest.pipeline import run

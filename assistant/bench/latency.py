@@ -12,10 +12,10 @@ Scale corpus (sizes such as 1k, 10k, 100k chunks), built once and cached under t
    (cycled) with a distinct id, a distinct document id (`<doc>-c<k>`), the text slightly altered
    (one word dropped, a copy marker appended) and the vector perturbed by Gaussian noise
    (sigma 0.01 per dimension, about cos 0.98 to the original) and re-normalised;
-3. written straight into a Chroma collection with the metadata layout ingest writes
-   (`ingest.pipeline.chroma_meta` keys), a BM25 index from `LexicalIndex.build` saved where
-   `Services.lexical` looks (`lexical_dir`), and the collection metadata `store.open_index`
-   checks (identity, generation 1, documents, chunks).
+3. written straight into a Chroma collection with the chunk metadata ingest writes, visible at
+   generation 1 (`index.chunk_meta` keys), a BM25 index from `BM25Index.build` saved where
+   `Services.bm25` looks (`index.bm25_dir`), and committed with `index.commit` (identity,
+   generation 1, documents, chunks), as ingest commits.
 The server backend copies that Chroma directory to a temp path and serves it with a real
 `chroma run` on a free loopback port (stopped afterwards); its RSS is read from /proc.
 """
@@ -214,10 +214,9 @@ def build_scale(settings, eval_sets: list[Path], n: int) -> Path:
     """A data dir holding an n-chunk collection and its BM25 index (cached); returns it."""
     import numpy as np
 
-    from assistant import store
-    from assistant.lexical import LexicalIndex, lexical_dir
+    from assistant import index, store
+    from assistant.bm25 import BM25Index
     from assistant.models import embed_text
-    from ingest.pipeline import NEVER
 
     ids, docs, metas, vecs, key = base_chunks(settings, eval_sets)
     root = Path(settings.data_dir).resolve() / "bench" / f"scale-{n}-{key}-{settings.collection}"
@@ -242,7 +241,7 @@ def build_scale(settings, eval_sets: list[Path], n: int) -> Path:
         for i in idx:
             j, copy = i % base, i // base
             text, meta = docs[j], dict(metas[j])
-            meta.update(gen=1, dead=NEVER)  # visible at the collection's generation 1
+            meta.update(gen=1, dead=index.NEVER)  # visible at the collection's generation 1
             v = vecs[j]
             if copy:
                 words = text.split(" ")
@@ -264,15 +263,11 @@ def build_scale(settings, eval_sets: list[Path], n: int) -> Path:
         col.add(ids=b_ids, documents=b_docs, metadatas=b_metas, embeddings=np.stack(b_vecs))
     _log(f"scale {n}: chroma written in {time.perf_counter() - t0:.1f}s")
     t0 = time.perf_counter()
-    lex = LexicalIndex.build(out_ids, out_texts, 1)
-    lex.save(lexical_dir(data, bs.collection, 1, None))
+    lex = BM25Index.build(out_ids, out_texts, 1)
+    lex.save(index.bm25_dir(bs, 1))
     _log(f"scale {n}: BM25 built in {time.perf_counter() - t0:.1f}s")
-    meta = dict(col.metadata or {})
-    meta.update(store.identity(bs))
-    meta.update(generation=1, documents=len(doc_ids), chunks=col.count(), corpus_hash=f"bench-{n}",
-                last_ingest="bench")
-    meta.pop("hnsw:space", None)
-    col.modify(metadata=meta)
+    index.commit(col, bs, 1, documents=len(doc_ids), chunks=col.count(), corpus_hash=f"bench-{n}",
+                 last_ingest="bench")
     (root / "done.json").write_text(json.dumps({"chunks": n, "documents": len(doc_ids)}))
     return data
 
@@ -293,8 +288,8 @@ def scale_questions(eval_sets: list[Path], count: int) -> list[str]:
 def bench_scale(settings, sizes: list[int], backends: list[str], eval_sets: list[Path],
                 questions_n: int = 30, repeat: int = 3) -> list[dict]:
     from assistant.bench import memory_mb
+    from assistant import index
     from assistant.bench.server import start_chroma_server, stop_process
-    from assistant.lexical import lexical_dir
 
     questions = scale_questions(eval_sets, questions_n)
     results = []
@@ -312,8 +307,10 @@ def bench_scale(settings, sizes: list[int], backends: list[str], eval_sets: list
                     proc, _, port = start_chroma_server(srv)
                     try:
                         sdata = Path(tmp) / "data"
-                        src = lexical_dir(data, settings.collection, 1, None)
-                        shutil.copytree(src, lexical_dir(sdata, settings.collection, 1, f"127.0.0.1:{port}"))
+                        src = index.bm25_dir(settings.model_copy(update={"data_dir": data, "chroma_host": None}), 1)
+                        served = settings.model_copy(update={"data_dir": sdata, "chroma_host": "127.0.0.1",
+                                                             "chroma_port": port})
+                        shutil.copytree(src, index.bm25_dir(served, 1))
                         res = run_child({"data_dir": sdata, "collection": settings.collection,
                                          "chroma_host": "127.0.0.1", "chroma_port": port}, questions, repeat)
                         res["server_rss_mb"] = memory_mb(proc.pid)

@@ -14,6 +14,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from assistant import index
 from assistant.models import embed_text
 
 _STEMMER_LOCK = threading.Lock()
@@ -25,7 +26,7 @@ def _stemmer():
     return Stemmer.Stemmer("english")
 
 
-class LexicalIndex:
+class BM25Index:
     """bm25s over the same chunk ids as the collection (title and section included)."""
 
     def __init__(self, retriever, ids: list[str], generation: int) -> None:
@@ -36,14 +37,14 @@ class LexicalIndex:
         self._lock = threading.Lock()  # bm25s and PyStemmer objects are not thread-safe
 
     @staticmethod
-    def build(ids: list[str], texts: list[str], generation: int) -> LexicalIndex:
+    def build(ids: list[str], texts: list[str], generation: int) -> BM25Index:
         import bm25s
 
         retriever = bm25s.BM25(k1=1.2, b=0.75)
         if texts:
             tokens = bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), show_progress=False)
             retriever.index(tokens, show_progress=False)
-        return LexicalIndex(retriever, list(ids), generation)
+        return BM25Index(retriever, list(ids), generation)
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         """(chunk id, score) for the best `k` chunks with a non-zero score."""
@@ -80,7 +81,7 @@ class LexicalIndex:
                 shutil.rmtree(tmp, ignore_errors=True)
 
     @staticmethod
-    def load(directory: Path) -> LexicalIndex | None:
+    def load(directory: Path) -> BM25Index | None:
         import bm25s
 
         meta = directory / "ids.json"
@@ -92,12 +93,7 @@ class LexicalIndex:
             retriever = bm25s.BM25.load(str(directory)) if ids else bm25s.BM25()
         except (OSError, ValueError, KeyError):
             return None
-        return LexicalIndex(retriever, ids, int(data["generation"]))
-
-
-def lexical_dir(data_dir: Path, collection: str, generation: int, host: str | None = None) -> Path:
-    scope = f"{host.replace(':', '_')}-" if host else ""
-    return data_dir / "bm25" / f"{scope}{collection}-g{generation}"
+        return BM25Index(retriever, ids, int(data["generation"]))
 
 
 def read_all(collection, batch: int = 5000):
@@ -119,35 +115,13 @@ def read_all(collection, batch: int = 5000):
     return ids, docs, metas
 
 
-def visible(meta: dict, generation: int) -> bool:
-    """Whether a chunk belongs to the committed `generation` (see ingest/pipeline.py NEVER)."""
-    return int(meta.get("gen", 0)) <= generation < int(meta.get("dead", 10**15))
-
-
-def visible_where(generation: int) -> dict:
-    """The same rule as a Chroma `where` clause."""
-    return {"$and": [{"gen": {"$lte": generation}}, {"dead": {"$gt": generation}}]}
-
-
-def build_from_collection(collection, generation: int) -> LexicalIndex:
+def build_from_collection(collection, generation: int) -> BM25Index:
     """BM25 over exactly the chunks a reader of `generation` sees."""
     ids, docs, metas = read_all(collection)
-    keep = [i for i, m in enumerate(metas) if visible(m, generation)]
+    keep = [i for i, m in enumerate(metas) if index.visible(m, generation)]
     texts = [embed_text(str(metas[i].get("title", "")), str(metas[i].get("section", "")), docs[i])
              for i in keep]
-    return LexicalIndex.build([ids[i] for i in keep], texts, generation)
+    return BM25Index.build([ids[i] for i in keep], texts, generation)
 
 
-def prune(data_dir: Path, keep: Path) -> None:
-    """Remove BM25 directories of older generations of the same collection."""
-    parent = keep.parent
-    if not parent.exists():
-        return
-    stem = keep.name.rsplit("-g", 1)[0]
-    for d in parent.iterdir():
-        if d != keep and d.is_dir() and d.name.rsplit("-g", 1)[0] == stem:
-            shutil.rmtree(d, ignore_errors=True)
-
-
-__all__ = ["LexicalIndex", "lexical_dir", "build_from_collection", "read_all", "prune", "visible",
-           "visible_where"]
+__all__ = ["BM25Index", "build_from_collection", "read_all"]

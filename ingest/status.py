@@ -1,9 +1,14 @@
-"""What the index holds and how it differs from the corpus folder (for `psyqa status` and the app)."""
+"""What the index holds and how the corpus folder differs from it (`psyqa status` and the app).
+
+Drift is a dry run of ingest: the same discovery and content hashes, compared with the state the
+collection holds, without reading a chunk's text or writing anything.
+"""
 
 from __future__ import annotations
 
-from assistant import store
+from assistant import index, store
 from assistant.settings import Settings
+from ingest.pipeline import IngestReport, discover, doc_hash, read_state
 
 
 def index_status(settings: Settings) -> dict:
@@ -16,7 +21,7 @@ def index_status(settings: Settings) -> dict:
     if col is None:
         base["drift"]["new"] = [sf.rel for sf in _files(settings)]
         return base
-    info = store.info(col)
+    info = index.info(col)
     base.update(indexed=info.generation > 0, documents=info.documents, chunks=col.count(),
                 embedding_model=info.embedding_model, last_ingest=info.last_ingest,
                 corpus_hash=info.corpus_hash, generation=info.generation)
@@ -25,15 +30,12 @@ def index_status(settings: Settings) -> dict:
 
 
 def _files(settings: Settings):
-    from ingest.pipeline import IngestReport, discover
-
     files, _ = discover([settings.corpus_dir], settings, IngestReport())
     return files
 
 
 def drift(settings: Settings, col) -> dict[str, list[str]]:
-    from ingest.pipeline import _doc_hash, read_state
-
+    """Files new, changed or removed since the last ingest of the corpus folder."""
     state = read_state(col)
     files = _files(settings)
     by_source = {(d.root, d.source): d for d in state.values()}
@@ -46,7 +48,7 @@ def drift(settings: Settings, col) -> dict[str, list[str]]:
             continue
         seen.add((d.root, d.source))
         try:
-            h = _doc_hash(sf.path.read_bytes(), sf.rel)
+            h = doc_hash(sf.path.read_bytes(), sf.rel)
         except OSError:
             continue
         if not d.complete(h):
