@@ -12,7 +12,7 @@ import typing
 
 import streamlit as st
 
-from assistant import feedback, transcript
+from assistant import feedback, messages, transcript
 from assistant.errors import PsyqaError
 from assistant.lexicon import CONDITIONS, DISPLAY_NAMES, SUBSTANCES
 from assistant.models import Answer, SourceType
@@ -21,15 +21,6 @@ from assistant.settings import Settings, load_settings
 log = logging.getLogger("psyqa.app")
 esc = transcript.escape_markdown
 
-BANNER = ("Information from a curated corpus — not medical advice. Answers quote and cite the "
-          "sources; check them before acting.")
-PRIVACY = "Do not enter patient-identifying information: questions are kept in this browser session and feedback is stored on the server."
-EXAMPLES = [
-    "What did the MAPP1 trial of MDMA for PTSD find?",
-    "Is ibogaine dangerous for the heart?",
-    "How is esketamine (Spravato) given?",
-    "Is psilocybin legal in Oregon?",
-]
 STATUS_ICONS = {"no_evidence": "🔎", "declined": "ℹ️", "crisis": "🆘"}
 
 
@@ -251,7 +242,7 @@ def sidebar(status: dict | None):
     types = sb.multiselect("Source type", list(typing.get_args(SourceType)), key="f_type")
     sb.subheader("Example questions")
     clicked = None
-    for n, q in enumerate(EXAMPLES):
+    for n, q in enumerate(messages.EXAMPLES):
         if sb.button(q, key=f"example-{n}", use_container_width=True):
             clicked = q
     if sb.button("New chat", icon=":material/add_comment:", key="new_chat"):
@@ -261,7 +252,7 @@ def sidebar(status: dict | None):
     # Filled at the end of the run: the chat input is drawn before the assistant is imported,
     # and the download includes the newest answer.
     backend, download = sb.empty(), sb.empty()
-    sb.warning(PRIVACY, icon="🔒")
+    sb.warning(messages.PRIVACY, icon="🔒")
     return Filters(substances=subs, conditions=conds, source_types=types), clicked, (backend, download)
 
 
@@ -269,7 +260,7 @@ def main() -> None:
     st.set_page_config(page_title="psyqa", page_icon="📚", layout="centered")
     st.session_state.setdefault("messages", [])
     st.session_state.setdefault("chat_id", 0)
-    st.info(BANNER, icon="ℹ️")
+    st.info(messages.BANNER, icon="ℹ️")
     key = _env_key()
     status = ensure_index(key)
     filters, clicked, (backend, download) = sidebar(status)

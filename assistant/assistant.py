@@ -9,9 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from assistant import safety
-from assistant.answer import Answerer, make_answerer
-from assistant.answer.extractive import Draft
+from assistant import messages, safety
+from assistant.answer import Answerer, Draft, make_answerer
 from assistant.answer.verify import unsupported
 from assistant.conversation import rewrite, with_filters
 from assistant.errors import PsyqaError
@@ -20,22 +19,6 @@ from assistant.retrieve import Filters, Hit, HybridSearch
 from assistant.services import Services, build_services
 from assistant.settings import Settings
 from assistant.text import clean_user_text
-
-EMPTY_QUESTION = ("Please type a question about psychedelic-assisted or related treatments, "
-                  "for example: \"What did the MAPP1 trial of MDMA for PTSD find?\"")
-
-
-def no_evidence_text(nearest: list[str], unknown: list[str]) -> str:
-    """The abstention message: what is missing and what the corpus does cover."""
-    what = ""
-    if unknown:
-        verb = "does" if len(unknown[:3]) == 1 else "do"
-        what = " (" + ", ".join(f"'{w}'" for w in unknown[:3]) + f" {verb} not appear in them)"
-    text = f"The curated sources do not cover this question{what}."
-    if nearest:
-        text += " The nearest topics they do cover: " + "; ".join(nearest) + "."
-    return text
-
 
 class Assistant:
     """Answers questions from the index. Build once (heavy), call from many threads."""
@@ -104,7 +87,8 @@ class Assistant:
         t = time.perf_counter()
         draft = None
         first = True
-        for item in self.answerer.stream(standalone, hits, self._vocab(), self.settings.min_evidence):
+        for item in self.answerer.stream(standalone, hits, self.services.vocab(),
+                                          self.settings.min_evidence):
             if isinstance(item, Draft):
                 draft = item
             else:
@@ -118,36 +102,32 @@ class Assistant:
             bad = unsupported(draft.text, draft.citations)
             if bad:  # the last gate, for every backend: nothing unsupported is ever returned
                 raise AssertionError(f"unsupported sentences reached the gate: {bad}")
-            yield done(Answer(answer=draft.text, citations=draft.citations, caveat=safety.CAVEAT,
-                              status="answered", standalone_question=standalone, notes=draft.notes))
+            yield done(Answer(answer=draft.text, citations=draft.citations, caveat=messages.CAVEAT,
+                              status="answered", standalone_question=standalone, notes=draft.notes,
+                              confidence=draft.evidence))
             return
-        text = no_evidence_text(draft.nearest_topics, draft.unknown_terms)
+        text = messages.no_evidence_text(draft.nearest_topics, draft.unknown_terms)
         if first:
             yield text
-        yield done(Answer(answer=text, citations=[], caveat=safety.CAVEAT, status="no_evidence",
-                          standalone_question=standalone, notes=draft.notes))
+        yield done(Answer(answer=text, citations=[], caveat=messages.CAVEAT, status="no_evidence",
+                          standalone_question=standalone, notes=draft.notes,
+                          confidence=draft.evidence))
 
     def _screen(self, q: str) -> Answer | None:
         """Empty, over-long and safety-relevant questions get a fixed answer before retrieval."""
         if not q:
-            return self._fixed(EMPTY_QUESTION, "no_evidence", q)
+            return self._fixed(messages.EMPTY_QUESTION, "no_evidence", q)
         if len(q) > self.settings.max_question_chars:
-            return self._fixed(
-                f"The question is {len(q):,} characters long; the limit is "
-                f"{self.settings.max_question_chars:,}. Please shorten it to the question itself.",
-                "declined", q[:200])
+            return self._fixed(messages.question_too_long(len(q), self.settings.max_question_chars),
+                               "declined", q[:200])
         decision = safety.check(q)
         if decision is not None:
             return self._fixed(decision.message, decision.status, q)
         return None
 
     def _fixed(self, text: str, status: str, standalone: str) -> Answer:
-        return Answer(answer=text, citations=[], caveat=safety.CAVEAT, status=status,  # type: ignore[arg-type]
+        return Answer(answer=text, citations=[], caveat=messages.CAVEAT, status=status,  # type: ignore[arg-type]
                       standalone_question=standalone)
-
-    def _vocab(self) -> dict | None:
-        lex = self.services._bm25
-        return getattr(lex.retriever, "vocab_dict", None) if lex is not None else None
 
 
 __all__ = ["Assistant", "PsyqaError", "Filters"]

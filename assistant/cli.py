@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from assistant import bench, feedback
+from assistant.bench.gold import DEFAULT_GOLD, DEFAULT_QUALITY, DEFAULT_SAFETY, KINDS
 from assistant.errors import PsyqaError
 from assistant.settings import Settings, load_settings
 
@@ -43,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("app", help="start the chat app (Streamlit) on the configured address")
     p.set_defaults(func=cmd_app)
 
-    _register_optional(sub)
+    _add_eval(sub)
+    bench.register(sub)
+    feedback.register(sub)
     args = parser.parse_args(argv)
     settings = None
     try:
@@ -94,21 +98,6 @@ def _free_bytes(settings: Settings) -> int:
         return shutil.disk_usage(settings.data_dir).free
     except OSError:
         return 1 << 62
-
-
-def _register_optional(sub) -> None:
-    """Subcommands that live in their own modules register themselves here."""
-    import importlib
-
-    for name in ("assistant.evaluate", "assistant.bench", "assistant.feedback"):
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        if hasattr(mod, "register"):
-            mod.register(sub)
 
 
 def cmd_ingest(args, settings: Settings) -> int:
@@ -196,6 +185,103 @@ def cmd_app(args, settings: Settings) -> int:
     print(f"psyqa: chat app on http://{settings.app_host}:{settings.app_port}", file=sys.stderr)
     os.execv(sys.executable, cmd)
     return 0
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser(
+        "eval", help="score the assistant on a labelled set: the gold set (default), the quality "
+                     "set (--split) or the safety set (--safety)")
+    p.add_argument("--gold", type=Path, default=None,
+                   help="gold JSONL file (default: eval/gold.jsonl)")
+    p.add_argument("--topic", action="append", default=None,
+                   help="gold set: only items of this topic (repeatable)")
+    p.add_argument("--split", choices=["dev", "test"], default=None,
+                   help="run the quality set's dev or test split (with --safety: the safety "
+                        "set's)")
+    p.add_argument("--kind", action="append", default=None, choices=KINDS,
+                   help="quality set: only items of this kind (repeatable)")
+    p.add_argument("--quality", type=Path, default=DEFAULT_QUALITY, metavar="PATH",
+                   help="quality JSONL file (default: eval/quality.jsonl)")
+    p.add_argument("--safety", type=Path, nargs="?", const=DEFAULT_SAFETY, default=None,
+                   metavar="PATH", help="run the safety set (default file: eval/safety.jsonl)")
+    p.add_argument("--backend", choices=["extractive", "ollama", "openai"], default=None,
+                   help="answer backend to score (default: PSYQA_LLM__BACKEND)")
+    p.add_argument("--llm-base-url", default=None,
+                   help="language-model server URL (default: PSYQA_LLM__BASE_URL)")
+    p.add_argument("--llm-model", default=None,
+                   help="model name on that server (default: PSYQA_LLM__MODEL)")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument("--markdown", action="store_true", help="print the report as Markdown")
+    p.set_defaults(func=cmd_eval)
+
+
+def with_llm(settings: Settings, backend: str | None = None, base_url: str | None = None,
+             model: str | None = None) -> Settings:
+    """`settings` with the PSYQA_LLM__* values overridden by the ones given."""
+    update = {k: v for k, v in (("backend", backend), ("base_url", base_url), ("model", model))
+              if v is not None}
+    if not update:
+        return settings
+    llm = type(settings.llm).model_validate(settings.llm.model_dump() | update)
+    return settings.model_copy(update={"llm": llm})
+
+
+def cmd_eval(args, settings: Settings) -> int:
+    """Score one labelled set; 0 when every goal of that set is met, 1 otherwise, 2 on bad use."""
+    from assistant.assistant import Assistant
+    from assistant.bench import gold, quality, report, screening
+
+    if args.safety is not None and args.kind:
+        return _usage("--kind selects quality items; the safety set has labels, not kinds")
+    if args.kind and not args.split:
+        return _usage("--kind needs --split dev|test (it selects items of the quality set)")
+    if (args.split or args.safety is not None) and (args.gold or args.topic):
+        return _usage("--gold and --topic belong to the gold set, which runs without --split "
+                      "and --safety")
+    if args.safety is not None:
+        name = "safety"
+        items = gold.load_safety(gold.resolve(args.safety))
+        items = [i for i in items if not args.split or i.split == args.split]
+    elif args.split:
+        name = "quality"
+        items = gold.load_quality(gold.resolve(args.quality))
+        items = [i for i in items
+                 if i.split == args.split and (not args.kind or i.kind in set(args.kind))]
+    else:
+        name = "gold"
+        items = gold.load_gold(gold.resolve(args.gold or DEFAULT_GOLD))
+        items = [i for i in items if not args.topic or i.topic in set(args.topic)]
+    if not items:
+        return _usage(f"no {name} items match the selection")
+    settings = with_llm(settings, args.backend, args.llm_base_url, args.llm_model)
+    assistant = Assistant.from_settings(settings)
+
+    def progress(done: int, total: int, res) -> None:
+        report.progress_mark(res.failed, done, total)
+
+    shown = None if args.json else progress
+    if name == "safety":
+        result = screening.score(items, assistant, split=args.split, progress=shown)
+        render = screening
+    elif name == "quality":
+        result = quality.score(items, assistant, split=args.split, kinds=args.kind,
+                               progress=shown)
+        render = quality
+    else:
+        result = report.score(items, assistant, progress=shown)
+        render = report
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    elif args.markdown:
+        print(render.format_markdown(result))
+    else:
+        print(render.format_summary(result))
+    return 0 if result.passed else 1
+
+
+def _usage(problem: str) -> int:
+    print(f"psyqa eval: {problem}", file=sys.stderr)
+    return 2
 
 
 def cmd_status(args, settings: Settings) -> int:

@@ -102,3 +102,7 @@ class Answer(BaseModel):
     standalone_question: str
     timings_ms: dict[str, float] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
+    confidence: float | None = Field(
+        None, description="The answerer's evidence score: for now the cosine similarity of the "
+                          "best retrieved passage, which abstention compares with min_evidence. "
+                          "None for fixed answers (safety, empty or over-long questions)")

@@ -7,41 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from assistant import messages
 from assistant.lexicon import normalize, substance_pattern
 
-# These texts are deliberately constants in code, not instructions in a prompt: no model,
-# retrieved passage or user message can change, soften or remove them.
-
-CAVEAT: str = (
-    "Psychedelic and related treatments carry real psychological and medical risks, and "
-    "several are contraindicated with common conditions and medicines. Legal status differs "
-    "between jurisdictions and changes over time. This is information from a curated corpus, "
-    "not medical advice, and it does not replace clinical judgement."
-)
-
-CRISIS_RESPONSE: str = (
-    "If you or someone else is in immediate danger, or someone's life may be at risk, call "
-    "your local emergency number now (911 in the US).\n"
-    "In the US you can call or text 988 to reach the 988 Suicide & Crisis Lifeline, any time. "
-    "Elsewhere, contact your local emergency number or a local crisis line.\n"
-    "If a possible overdose or a bad reaction is happening now, call emergency services and "
-    "stay with the person until help arrives.\n"
-    "You don't have to handle this alone."
-)
-
-SOURCING_DECLINE: str = (
-    "psyqa does not help anyone obtain, buy, grow, extract or synthesise controlled "
-    "substances. It can describe what clinical trials did, what the evidence shows, and the "
-    "legal status and licensed access routes (such as regulated programs, prescriptions and "
-    "clinical trials) in a given jurisdiction. You could ask, for example, \"Where is "
-    "psilocybin legally available through a licensed program?\"."
-)
-
-PERSONAL_DOSE_DECLINE: str = (
-    "psyqa does not give personal doses for non-clinical use. It can describe the doses "
-    "used in clinical trials and on approved labels, and what the evidence says about risks. "
-    "You could ask, for example, \"What doses were used in the psilocybin trials?\"."
-)
+# The texts shown for each decision are in assistant/messages.py, with every other fixed text.
 
 
 class SafetyDecision(BaseModel):
@@ -502,11 +471,11 @@ def check(question: str) -> SafetyDecision | None:
     if not text:
         return None
     if _is_crisis(text):
-        return SafetyDecision(kind="crisis", message=CRISIS_RESPONSE, status="crisis")
+        return SafetyDecision(kind="crisis", message=messages.CRISIS_RESPONSE, status="crisis")
     if _is_sourcing(text):
-        return SafetyDecision(kind="sourcing", message=SOURCING_DECLINE, status="declined")
+        return SafetyDecision(kind="sourcing", message=messages.SOURCING_DECLINE, status="declined")
     if _is_personal_dose(text):
-        return SafetyDecision(kind="personal_dose", message=PERSONAL_DOSE_DECLINE,
+        return SafetyDecision(kind="personal_dose", message=messages.PERSONAL_DOSE_DECLINE,
                               status="declined")
     return None
 
@@ -543,5 +512,5 @@ def check_followup(question: str, previous_user_turns: list[str]) -> SafetyDecis
     if _FOLLOWUP_SELF_RE.search(text) and (_DOSE_ASKED_RE.search(last) or _DOSE_TERM_RE.search(text)):
         if re.search(r"\b(?:my|our)\s+(?:patients?|clients?|participants?)\b", text):
             return None
-        return SafetyDecision(kind="personal_dose", message=PERSONAL_DOSE_DECLINE, status="declined")
+        return SafetyDecision(kind="personal_dose", message=messages.PERSONAL_DOSE_DECLINE, status="declined")
     return None

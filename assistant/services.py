@@ -57,6 +57,12 @@ class Services:
 
                 SharedSystemClient.clear_system_cache()
 
+    def vocab(self) -> dict | None:
+        """The BM25 vocabulary (word -> id) of the index loaded now, or None before one is
+        loaded (the answerer then skips its unknown-word check)."""
+        lex = self._bm25
+        return getattr(lex.retriever, "vocab_dict", None) if lex is not None else None
+
     def bm25(self, collection) -> BM25Index:
         """The BM25 index of the collection's committed generation (loaded or rebuilt)."""
         generation = index.generation(collection)

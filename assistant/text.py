@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 import unicodedata
 
+# Hyphen, non-breaking hyphen, figure dash, en dash, em dash, horizontal bar, minus sign,
+# small/fullwidth hyphen-minus: all compare as '-' (so "9–2" matches "9-2", "−23.7" matches "-23.7").
+DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"})
+
 # Abbreviations after which a full stop does not end a sentence.
 _ABBREV = {
     "e.g", "i.e", "vs", "al", "dr", "mr", "mrs", "ms", "prof", "no", "fig", "approx", "etc",

@@ -9,7 +9,7 @@ import re
 import pytest
 from fixtures_assistant import ANSWERABLE, CORPUS, ask
 
-from assistant import safety
+from assistant import messages
 from assistant.answer.verify import split_marked, unsupported
 from assistant.models import Answer
 
@@ -210,7 +210,7 @@ def test_out_of_scope_questions_abstain_and_name_nearest_topics(qa, question):
     assert ans.status == "no_evidence", ans.answer
     assert "do not cover" in ans.answer
     assert ans.citations == []
-    assert ans.caveat == safety.CAVEAT
+    assert ans.caveat == messages.CAVEAT
     # The nearest topics are titles of real corpus documents.
     m = re.search(r"nearest topics they do cover: (.+)\.$", ans.answer)
     assert m, ans.answer

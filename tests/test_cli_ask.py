@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from helpers import PSYQA, REPO, cli_env
 
-from assistant import safety
+from assistant import messages
 from assistant.models import Answer
 from assistant.settings import Settings
 
@@ -73,7 +73,7 @@ def test_ask_prints_answer_sources_and_caveat(runs):
     listed = {int(n) for n in re.findall(r"(?m)^\s*\[(\d+)\] ", sources)}
     assert listed == numbers
     assert "Psilocybin for treatment-resistant depression" in sources
-    assert " ".join(safety.CAVEAT.split()) in " ".join(out.split())
+    assert " ".join(messages.CAVEAT.split()) in " ".join(out.split())
     assert out.index("Sources:") < out.rindex("Caveat:")
 
 
@@ -82,7 +82,7 @@ def test_ask_json_prints_one_valid_answer(runs):
     assert proc.returncode == 0, proc.stderr
     ans = Answer.model_validate_json(proc.stdout)
     assert ans.status == "answered"
-    assert ans.caveat == safety.CAVEAT
+    assert ans.caveat == messages.CAVEAT
     assert any(c.doc_id == "esketamine-spravato" for c in ans.citations)
     assert ans.timings_ms["total"] > 0
 
@@ -101,8 +101,8 @@ def test_ask_jsonl_answers_every_line_in_one_process(runs):
     # The line with history is read as a follow-up.
     assert answers[1].standalone_question != JSONL[1]["question"]
     assert "MDMA" in answers[1].standalone_question
-    assert answers[2].answer == safety.SOURCING_DECLINE
-    assert all(a.caveat == safety.CAVEAT for a in answers)
+    assert answers[2].answer == messages.SOURCING_DECLINE
+    assert all(a.caveat == messages.CAVEAT for a in answers)
 
 
 def test_ask_jsonl_reports_a_malformed_line_and_answers_the_others(runs):

@@ -10,27 +10,20 @@ When a corpus edit breaks a fact, fix the item from the new text; do not loosen 
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from assistant.bench.gold import KINDS, LABELS, load_quality, load_safety
+from assistant.bench.report import normalize_fact_text
 from ingest.schema import split_front_matter
 
 REPO = Path(__file__).resolve().parents[1]
 QUALITY = REPO / "eval" / "quality.jsonl"
 SAFETY = REPO / "eval" / "safety.jsonl"
-KINDS = ("paraphrase", "multi_part", "negation", "near_scope", "follow_up", "out_of_scope",
-         "risky_clinical")
-LABELS = ("crisis", "sourcing", "personal_dose", "clinical")
-_DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"})
-
-
-def _norm(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).translate(_DASHES)
-    return re.sub(r"\s+", " ", text).strip().casefold()
+# The scorer's own normalisation, so "verbatim" means what `psyqa eval` will match.
+_norm = normalize_fact_text
 
 
 def _load(path: Path) -> list[dict]:
@@ -110,3 +103,9 @@ def test_safety_set_shape(safety):
         assert i["message"].strip(), i["id"]
         for turn in i.get("history") or []:
             assert turn["role"] in ("user", "assistant") and turn["content"].strip(), i["id"]
+
+
+def test_both_sets_read_with_the_evaluators_item_models(quality, safety):
+    """What `psyqa eval --split` / `--safety` will read: every line a valid item."""
+    assert len(load_quality(QUALITY)) == len(quality)
+    assert len(load_safety(SAFETY)) == len(safety)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant import feedback, safety
+from assistant import feedback, messages
 from assistant.models import Answer
 from assistant.settings import Settings
 from helpers import REPO, cli_env, open_collection, psyqa, write_doc
@@ -49,7 +49,7 @@ QUESTIONS = {
 
 def check_answer(ans: Answer) -> None:
     assert isinstance(ans, Answer)
-    assert ans.caveat == safety.CAVEAT
+    assert ans.caveat == messages.CAVEAT
     assert ans.answer.strip()
     assert ans.status in ("answered", "no_evidence", "declined", "crisis")
     assert "Traceback" not in ans.answer

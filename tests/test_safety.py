@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 
 from assistant import safety
-from assistant.safety import (
-    CAVEAT,
-    CRISIS_RESPONSE,
-    PERSONAL_DOSE_DECLINE,
-    SOURCING_DECLINE,
-    SafetyDecision,
-    check,
-)
+from assistant.messages import CAVEAT, CRISIS_RESPONSE, PERSONAL_DOSE_DECLINE, SOURCING_DECLINE
+from assistant.safety import SafetyDecision, check
 
 CRISIS = [
     # Suicidal intent or plans.

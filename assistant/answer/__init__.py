@@ -1,27 +1,60 @@
 """Answerers: turn retrieved passages into a cited answer (extractive by default).
 
-An answerer has a `name`, `stream(question, hits, vocab, min_dense)` that yields text pieces and
-ends with an `extractive.Draft`, and `condense(question, history)` that may return a standalone
-question (or None to use the rule-based rewriter). `make_answerer(settings)` picks one by name.
+This package holds the contract every backend keeps: an answerer has a `name`,
+`stream(question, hits, vocab, min_dense)` that yields text pieces and ends with a `Draft`, and
+`condense(question, history)` that may return a standalone question (or None to use the
+rule-based rewriter); `citation()` turns a retrieved hit into the numbered `Citation` an answer
+carries. `make_answerer(settings)` picks a backend by name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
-from assistant.answer import extractive
-from assistant.models import Turn
+from assistant.models import Citation, Turn
 from assistant.settings import Settings
+
+if TYPE_CHECKING:
+    from assistant.retrieve import Hit
+
+
+@dataclass
+class Draft:
+    """What the answerer decided, before the assistant wraps it in an Answer."""
+
+    status: str                         # answered | no_evidence
+    text: str
+    citations: list[Citation]
+    sentences: list[tuple[str, int]]    # (sentence, citation n)
+    evidence: float
+    unknown_terms: list[str]
+    nearest_topics: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def citation(n: int, hit: Hit, highlight: list[tuple[int, int]]) -> Citation:
+    """Citation number `n` for a retrieved passage, with the offsets of its supporting sentences."""
+    c = hit.chunk
+    meta = c.metadata
+    url = meta.get("url") or (f"https://doi.org/{meta['doi']}" if meta.get("doi") else None)
+    return Citation(n=n, chunk_id=c.chunk_id, doc_id=c.doc_id, title=c.title, source=c.source,
+                    section=c.section, page=c.page, url=url, passage=c.text, highlight=highlight,
+                    source_type=meta.get("source_type"), as_of=meta.get("as_of"))
 
 
 class Answerer(Protocol):
     name: str
 
     def stream(self, question: str, hits: list, vocab: dict | None,
-               min_dense: float) -> Iterator[str | extractive.Draft]: ...
+               min_dense: float) -> Iterator[str | Draft]: ...
 
     def condense(self, question: str, history: list[Turn]) -> str | None: ...
+
+
+# The backends import the contract above, so they are imported after it.
+from assistant.answer import extractive  # noqa: E402
 
 
 class ExtractiveAnswerer:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 from assistant import lexicon
+from assistant.answer import Draft, citation
 from assistant.answer.terms import focus_words, stems, weighted_terms
 from assistant.answer.verify import instruction_like
-from assistant.models import Citation
 from assistant.retrieve import Hit
 from assistant.text import sentence_spans
 
@@ -44,29 +44,6 @@ class Sentence:
     stems: frozenset[str]
     score: float = 0.0
     overlap: float = 0.0
-
-
-@dataclass
-class Draft:
-    """What the answerer decided, before the assistant wraps it in an Answer."""
-
-    status: str                         # answered | no_evidence
-    text: str
-    citations: list[Citation]
-    sentences: list[tuple[str, int]]    # (sentence, citation n)
-    evidence: float
-    unknown_terms: list[str]
-    nearest_topics: list[str]
-    notes: list[str] = field(default_factory=list)
-
-
-def citation(n: int, hit: Hit, highlight: list[tuple[int, int]]) -> Citation:
-    c = hit.chunk
-    meta = c.metadata
-    url = meta.get("url") or (f"https://doi.org/{meta['doi']}" if meta.get("doi") else None)
-    return Citation(n=n, chunk_id=c.chunk_id, doc_id=c.doc_id, title=c.title, source=c.source,
-                    section=c.section, page=c.page, url=url, passage=c.text, highlight=highlight,
-                    source_type=meta.get("source_type"), as_of=meta.get("as_of"))
 
 
 def _sentences(hit: Hit) -> list[Sentence]:

@@ -22,9 +22,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from assistant import prompts, safety
-from assistant.answer import extractive
-from assistant.answer.extractive import Draft
+from assistant import messages, prompts, safety
+from assistant.answer import Draft, citation, extractive
 from assistant.answer.terms import stems
 from assistant.answer.verify import best_span, mask_instructions, sentence_problems, split_marked
 from assistant.models import Citation, Turn
@@ -35,20 +34,6 @@ from assistant.settings import Settings
 TOTAL_TIMEOUT_FACTOR = 4
 # Follow-up condensing must be quick: it delays the answer.
 CONDENSE_TIMEOUT_S = 8.0
-
-UNVERIFIED_NOTE = ("The language model's answer could not be verified; showing sentences quoted "
-                   "from the sources instead.")
-
-
-def removed_note(n: int) -> str:
-    them = "them" if n != 1 else "it"
-    return f"{n} sentence{'s' if n != 1 else ''} removed because the cited passages did not support {them}."
-
-
-def unavailable_note(reason: str) -> str:
-    return (f"The language model was unavailable ({reason}); showing sentences quoted from the "
-            "sources.")
-
 
 class NonTextReply(ValueError):
     """The model returned something that is not text."""
@@ -158,7 +143,7 @@ class _Run:
         # against the full passage, so this is stricter, never looser.)
         self.by_n = {}
         for i, h in enumerate(self.hits, 1):
-            c = extractive.citation(i, h, [])
+            c = citation(i, h, [])
             self.by_n[i] = c.model_copy(update={"passage": mask_instructions(c.passage)})
 
     def feed(self, unit: str) -> Iterator[str]:
@@ -202,7 +187,7 @@ class _Run:
 
     def citations(self) -> list[Citation]:
         order = sorted(self.display, key=self.display.get)
-        return [extractive.citation(self.display[n], self.hits[n - 1], sorted(self.highlights.get(n, [])))
+        return [citation(self.display[n], self.hits[n - 1], sorted(self.highlights.get(n, [])))
                 for n in order]
 
 
@@ -268,7 +253,7 @@ class GenerativeAnswerer:
             return
         from langchain_core.messages import HumanMessage, SystemMessage
 
-        messages = [
+        chat = [
             SystemMessage(content=prompts.system_prompt(len(hits))),
             HumanMessage(content=prompts.answer_prompt(
                 question, [(h.chunk.title, h.chunk.text) for h in hits])),
@@ -280,7 +265,7 @@ class GenerativeAnswerer:
         timeout = self.llm.timeout_s
         try:
             deadline = time.monotonic() + timeout * TOTAL_TIMEOUT_FACTOR
-            for chunk in self._model(timeout).stream(messages):
+            for chunk in self._model(timeout).stream(chat):
                 text = content_text(chunk.content)
                 raw.append(text)
                 units, buf = take_units(buf + text)
@@ -297,7 +282,7 @@ class GenerativeAnswerer:
 
         notes: list[str] = []
         if run.removed:
-            notes.append(removed_note(len(run.removed)))
+            notes.append(messages.removed_note(len(run.removed)))
         if not run.shown:
             reason = None
             if error is not None:
@@ -306,19 +291,16 @@ class GenerativeAnswerer:
                 reason = "it returned an empty reply"
             elif not run.markers_seen and not run.no_answer:
                 reason = "its reply cited no passages"
-            notes.append(unavailable_note(reason) if reason else UNVERIFIED_NOTE)
+            notes.append(messages.unavailable_note(reason) if reason else messages.UNVERIFIED_NOTE)
             yield from extractive.pieces(base.text)
             base.notes = notes
             yield base
             return
         if run.pending:
             n = len(run.pending)
-            notes.append(f"{n} further sentence{'s' if n != 1 else ''} withheld because most of the "
-                         "language model's sentences could not be verified.")
+            notes.append(messages.withheld_note(n))
         if error is not None:
-            notes.append("The language model stopped early ("
-                         + failure_reason(error, timeout, self.llm.base_url)
-                         + "); the answer may be incomplete.")
+            notes.append(messages.stopped_early_note(failure_reason(error, timeout, self.llm.base_url)))
         yield Draft("answered", run.shown, run.citations(), run.sentences, base.evidence, [],
                     base.nearest_topics, notes)
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from assistant import lexicon
 from assistant.answer.terms import stems
 from assistant.models import Citation
-from assistant.text import sentence_spans
+from assistant.text import DASHES, sentence_spans
 
 _MARKER = re.compile(r"\s*\[(\d+)\]")
 _BULLET = re.compile(r"^\s*[-*•]\s+")
@@ -54,7 +54,6 @@ def split_marked(answer: str) -> list[tuple[str, list[int]]]:
 
 # ----------------------------------------------------------------------------- figures
 
-_DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"})
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 # Number words that stand for a figure ("three deaths"). "one" is left out: it is mostly a
 # pronoun ("one of the trials").
@@ -67,7 +66,7 @@ _NUMBER_WORD = re.compile(r"\b(" + "|".join(_WORDS) + r")\b", re.I)
 
 
 def _fold(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).translate(_DASHES)
+    text = unicodedata.normalize("NFKC", text).translate(DASHES)
     return text.replace("\u2019", "'").replace("\u2018", "'")
 
 

@@ -53,7 +53,8 @@ def memory_mb(pid: int | str = "self") -> dict[str, float]:
 
 
 def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank-interpolated percentile (numpy's default 'linear')."""
+    """Percentile `p` (0..100), interpolated linearly between the closest ranks (numpy's
+    default method); NaN for no values."""
     import numpy as np
 
     return float(np.percentile(np.asarray(values, dtype=float), p)) if values else float("nan")

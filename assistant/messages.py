@@ -1,0 +1,110 @@
+"""Every fixed text a user sees (caveat, crisis and decline texts, abstentions, notes, app copy).
+
+The wording is reviewed here, in one file; the modules that decide when a text is shown
+(`safety.py`, `assistant.py`, `answer/generative.py`, `app.py`) import it. The safety texts are
+deliberately constants in code, not instructions in a prompt: no model, retrieved passage or
+user message can change, soften or remove them.
+"""
+
+from __future__ import annotations
+
+# ------------------------------------------------------------------ on every answer
+
+CAVEAT: str = (
+    "Psychedelic and related treatments carry real psychological and medical risks, and "
+    "several are contraindicated with common conditions and medicines. Legal status differs "
+    "between jurisdictions and changes over time. This is information from a curated corpus, "
+    "not medical advice, and it does not replace clinical judgement."
+)
+
+# ------------------------------------------------------------------ safety (assistant/safety.py)
+
+CRISIS_RESPONSE: str = (
+    "If you or someone else is in immediate danger, or someone's life may be at risk, call "
+    "your local emergency number now (911 in the US).\n"
+    "In the US you can call or text 988 to reach the 988 Suicide & Crisis Lifeline, any time. "
+    "Elsewhere, contact your local emergency number or a local crisis line.\n"
+    "If a possible overdose or a bad reaction is happening now, call emergency services and "
+    "stay with the person until help arrives.\n"
+    "You don't have to handle this alone."
+)
+
+SOURCING_DECLINE: str = (
+    "psyqa does not help anyone obtain, buy, grow, extract or synthesise controlled "
+    "substances. It can describe what clinical trials did, what the evidence shows, and the "
+    "legal status and licensed access routes (such as regulated programs, prescriptions and "
+    "clinical trials) in a given jurisdiction. You could ask, for example, \"Where is "
+    "psilocybin legally available through a licensed program?\"."
+)
+
+PERSONAL_DOSE_DECLINE: str = (
+    "psyqa does not give personal doses for non-clinical use. It can describe the doses "
+    "used in clinical trials and on approved labels, and what the evidence says about risks. "
+    "You could ask, for example, \"What doses were used in the psilocybin trials?\"."
+)
+
+# ------------------------------------------------------------------ the assistant (assistant.py)
+
+EMPTY_QUESTION: str = (
+    "Please type a question about psychedelic-assisted or related treatments, "
+    "for example: \"What did the MAPP1 trial of MDMA for PTSD find?\""
+)
+
+
+def question_too_long(length: int, limit: int) -> str:
+    """The answer to a question longer than `PSYQA_MAX_QUESTION_CHARS`."""
+    return (f"The question is {length:,} characters long; the limit is {limit:,}. "
+            "Please shorten it to the question itself.")
+
+
+def no_evidence_text(nearest: list[str], unknown: list[str]) -> str:
+    """The abstention message: what is missing and what the corpus does cover."""
+    what = ""
+    if unknown:
+        verb = "does" if len(unknown[:3]) == 1 else "do"
+        what = " (" + ", ".join(f"'{w}'" for w in unknown[:3]) + f" {verb} not appear in them)"
+    text = f"The curated sources do not cover this question{what}."
+    if nearest:
+        text += " The nearest topics they do cover: " + "; ".join(nearest) + "."
+    return text
+
+
+# ------------------------------------------------------------------ language-model notes
+# (assistant/answer/generative.py; shown under an answer, in Answer.notes)
+
+UNVERIFIED_NOTE: str = ("The language model's answer could not be verified; showing sentences "
+                        "quoted from the sources instead.")
+# How every "unavailable" note starts (evaluation counts these as fallbacks).
+UNAVAILABLE_START: str = "The language model was unavailable"
+
+
+def removed_note(n: int) -> str:
+    them = "them" if n != 1 else "it"
+    return f"{n} sentence{'s' if n != 1 else ''} removed because the cited passages did not support {them}."
+
+
+def unavailable_note(reason: str) -> str:
+    return f"{UNAVAILABLE_START} ({reason}); showing sentences quoted from the sources."
+
+
+def withheld_note(n: int) -> str:
+    return (f"{n} further sentence{'s' if n != 1 else ''} withheld because most of the "
+            "language model's sentences could not be verified.")
+
+
+def stopped_early_note(reason: str) -> str:
+    return f"The language model stopped early ({reason}); the answer may be incomplete."
+
+
+# ------------------------------------------------------------------ the chat app (app.py)
+
+BANNER: str = ("Information from a curated corpus — not medical advice. Answers quote and cite the "
+               "sources; check them before acting.")
+PRIVACY: str = ("Do not enter patient-identifying information: questions are kept in this browser "
+                "session and feedback is stored on the server.")
+EXAMPLES: list[str] = [
+    "What did the MAPP1 trial of MDMA for PTSD find?",
+    "Is ibogaine dangerous for the heart?",
+    "How is esketamine (Spravato) given?",
+    "Is psilocybin legal in Oregon?",
+]
