@@ -10,12 +10,13 @@ import time
 from collections.abc import Iterator
 
 from assistant import messages, safety
-from assistant.answer import Answerer, Draft, make_answerer
+from assistant.answer import Answerer, Draft, Evidence, make_answerer
+from assistant.answer.focus import analyse, carry
 from assistant.answer.verify import unsupported
-from assistant.conversation import rewrite, with_filters
+from assistant.conversation import needs_context, rewrite, with_filters
 from assistant.errors import PsyqaError
 from assistant.models import Answer, Turn
-from assistant.retrieve import Filters, Hit, HybridSearch
+from assistant.retrieve import Filters, Hit, HybridSearch, query_text
 from assistant.services import Services, build_services
 from assistant.settings import Settings
 from assistant.text import clean_user_text
@@ -82,13 +83,14 @@ class Assistant:
         timings["safety"] = (time.perf_counter() - t0) * 1000
 
         t = time.perf_counter()
-        hits = self.retrieve(standalone, filters)
+        previous = next((t.content for t in reversed(turns) if t.role == "user"), None) \
+            if turns and needs_context(q) else None
+        evidence = self.gather(standalone, filters, previous)
         timings["retrieve"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         draft = None
         first = True
-        for item in self.answerer.stream(standalone, hits, self.services.vocab(),
-                                          self.settings.min_evidence):
+        for item in self.answerer.stream(evidence):
             if isinstance(item, Draft):
                 draft = item
             else:
@@ -106,12 +108,46 @@ class Assistant:
                               status="answered", standalone_question=standalone, notes=draft.notes,
                               confidence=draft.evidence))
             return
-        text = messages.no_evidence_text(draft.nearest_topics, draft.unknown_terms)
+        text = messages.no_evidence_text(draft.missing, len(draft.related), draft.nearest_topics)
         if first:
             yield text
         yield done(Answer(answer=text, citations=[], caveat=messages.CAVEAT, status="no_evidence",
-                          standalone_question=standalone, notes=draft.notes,
+                          standalone_question=standalone, notes=draft.notes, related=draft.related,
                           confidence=draft.evidence))
+
+    def gather(self, question: str, filters: Filters | None = None,
+               previous: str | None = None) -> Evidence:
+        """What the answerer needs for `question`: its focus, its embedding (computed once, for
+        retrieval and for ranking sentences) and the passages retrieved for it; a multi-part
+        question also gets each part's own embedding and passages. `previous`: the user's
+        previous question, when this one is a follow-up ("and in MAPP2?") that asks it again."""
+        corpus = self._corpus_terms()
+        focus = analyse(question, corpus)
+        search_text = question
+        if previous:
+            before = analyse(previous, corpus)
+            focus = carry(focus, before)
+            inherited = [before.words[t] for t in before.terms if t in focus.terms and t not in
+                         analyse(question, corpus).terms]
+            if inherited:
+                search_text = f"{question} {' '.join(inherited)}"
+        texts = [query_text(search_text)] + ([query_text(p.text) for p in focus.parts] if focus.multi else [])
+        vectors = self.services.embedder.encode(texts)
+        hits = self.search.search(search_text, self.settings.top_k, filters, vector=vectors[0])
+        parts = []
+        if focus.multi:
+            for part, vec in zip(focus.parts, vectors[1:]):
+                part_hits = self.search.search(part.text, self.settings.top_k, filters, vector=vec)
+                parts.append(Evidence(part.text, part, part_hits, vec))
+        return Evidence(question, focus, hits, vectors[0], parts, corpus.names if corpus else frozenset())
+
+    def _corpus_terms(self):
+        try:
+            return self.services.corpus_terms()
+        except PsyqaError:
+            raise
+        except Exception:  # noqa: BLE001 - term statistics refine the answer; retrieval reports store errors
+            return None
 
     def _screen(self, q: str) -> Answer | None:
         """Empty, over-long and safety-relevant questions get a fixed answer before retrieval."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -26,15 +27,47 @@ def _stemmer():
     return Stemmer.Stemmer("english")
 
 
-class BM25Index:
-    """bm25s over the same chunk ids as the collection (title and section included)."""
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*")
+# Where a capital letter says nothing about the word: a sentence, line, list item, heading or
+# title part ("Title — Section > Sub") starts there.
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;—>(\"“]\s*|\n\s*(?:[-*•]\s+)?)$")
 
-    def __init__(self, retriever, ids: list[str], generation: int) -> None:
+
+def names_of(texts: list[str]) -> list[str]:
+    """Words the corpus writes as names: capitalised wherever they occur other than at the start
+    of a sentence (Oregon, Stanford, Noller, Spravato), or made of letters and digits (MAPP2,
+    COMP005, GH001). Lowercased. A question that names one asks about that thing specifically."""
+    from collections import Counter
+
+    upper: Counter[str] = Counter()
+    lower: Counter[str] = Counter()
+    for text in texts:
+        for m in _WORD.finditer(text):
+            w = m.group()
+            key = w.lower()
+            if any(ch.isdigit() for ch in w) and any(ch.isalpha() for ch in w) and len(w) >= 3:
+                upper[key] += 1
+                continue
+            if w[0].isupper():
+                if not _SENTENCE_START.search(text[max(0, m.start() - 3):m.start()]):
+                    upper[key] += 1
+            else:
+                lower[key] += 1
+    return sorted(k for k, n in upper.items() if len(k) >= 3 and n >= 4 * lower[k])
+
+
+class BM25Index:
+    """bm25s over the same chunk ids as the collection (title and section included), with the
+    corpus's term statistics the answerer uses (document frequency per stem, names)."""
+
+    def __init__(self, retriever, ids: list[str], generation: int, names: list[str] | None = None) -> None:
         self.retriever = retriever
         self.ids = ids
         self.generation = generation
+        self.names = frozenset(names or ())
         self._stem = _stemmer()
         self._lock = threading.Lock()  # bm25s and PyStemmer objects are not thread-safe
+        self._df: dict[str, int] | None = None
 
     @staticmethod
     def build(ids: list[str], texts: list[str], generation: int) -> BM25Index:
@@ -44,7 +77,22 @@ class BM25Index:
         if texts:
             tokens = bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), show_progress=False)
             retriever.index(tokens, show_progress=False)
-        return BM25Index(retriever, list(ids), generation)
+        return BM25Index(retriever, list(ids), generation, names_of(texts))
+
+    def document_frequency(self) -> dict[str, int]:
+        """Stem -> number of chunks that contain it (the same stems as `answer.terms.stems`)."""
+        if self._df is None:
+            vocab = getattr(self.retriever, "vocab_dict", None) or {}
+            scores = getattr(self.retriever, "scores", None) or {}
+            indptr = scores.get("indptr") if isinstance(scores, dict) else None
+            df: dict[str, int] = {}
+            if indptr is not None and vocab:
+                counts = [int(b) - int(a) for a, b in zip(indptr[:-1], indptr[1:])]
+                for term, i in vocab.items():
+                    if 0 <= int(i) < len(counts) and term:
+                        df[str(term)] = counts[int(i)]
+            self._df = df
+        return self._df
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         """(chunk id, score) for the best `k` chunks with a non-zero score."""
@@ -72,7 +120,8 @@ class BM25Index:
         try:
             if self.ids:
                 self.retriever.save(str(tmp))
-            (tmp / "ids.json").write_text(json.dumps({"generation": self.generation, "ids": self.ids}))
+            (tmp / "ids.json").write_text(json.dumps({"generation": self.generation, "ids": self.ids,
+                                                      "names": sorted(self.names)}))
             if directory.exists():
                 shutil.rmtree(directory)
             os.replace(tmp, directory)
@@ -90,10 +139,11 @@ class BM25Index:
         try:
             data = json.loads(meta.read_text())
             ids = data["ids"]
+            names = data["names"]  # files written before names were kept: rebuilt by the caller
             retriever = bm25s.BM25.load(str(directory)) if ids else bm25s.BM25()
         except (OSError, ValueError, KeyError):
             return None
-        return BM25Index(retriever, ids, int(data["generation"]))
+        return BM25Index(retriever, ids, int(data["generation"]), names)
 
 
 def read_all(collection, batch: int = 5000):

@@ -35,7 +35,7 @@ SUBSTANCES: dict[str, tuple[str, ...]] = {
         "5-meo", "5meo", "5-methoxy-n,n-dimethyltryptamine", "gh001",
     ),
     "dmt": (
-        "dmt", "ayahuasca", "yage", "n,n-dmt", "dimethyltryptamine", "n,n-dimethyltryptamine",
+        "dmt", "ayahuasca", "aya", "yage", "n,n-dmt", "dimethyltryptamine", "n,n-dimethyltryptamine",
         "ayahuasca tea", "hoasca",
     ),
     "lsd": (
@@ -221,6 +221,12 @@ def _find(pattern: re.Pattern[str], groups: dict[str, str], text: str) -> list[s
     return found
 
 
+def is_alias(text: str) -> bool:
+    """Whether `text` is, as a whole, a substance or condition alias ("gh001", "special k")."""
+    norm = normalize(text)
+    return any(rx.fullmatch(norm) for rx in (_SUBSTANCE_RE, _CONDITION_RE))
+
+
 def find_substances(text: str) -> list[str]:
     """Canonical substance slugs named in `text`.
 
@@ -292,6 +298,104 @@ TOPICS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Common co-medications by generic name: (drug classes as the literature names them, most specific
+# first; brand names).
+# Clinicians ask with brands ("my patient on Zoloft"); the corpus speaks of sertraline or of SSRIs.
+# A standard reference list (WHO ATC classes, US/UK brand names), not words picked from questions.
+MEDICINES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "sertraline": (("SSRI", "antidepressant"), ("zoloft", "lustral")),
+    "fluoxetine": (("SSRI", "antidepressant"), ("prozac", "sarafem")),
+    "escitalopram": (("SSRI", "antidepressant"), ("lexapro", "cipralex")),
+    "citalopram": (("SSRI", "antidepressant"), ("celexa", "cipramil")),
+    "paroxetine": (("SSRI", "antidepressant"), ("paxil", "seroxat")),
+    "fluvoxamine": (("SSRI", "antidepressant"), ("luvox", "faverin")),
+    "venlafaxine": (("SNRI", "antidepressant"), ("effexor",)),
+    "duloxetine": (("SNRI", "antidepressant"), ("cymbalta",)),
+    "desvenlafaxine": (("SNRI", "antidepressant"), ("pristiq",)),
+    "amitriptyline": (("tricyclic antidepressant", "antidepressant"), ("elavil",)),
+    "nortriptyline": (("tricyclic antidepressant", "antidepressant"), ("pamelor",)),
+    "clomipramine": (("tricyclic antidepressant", "antidepressant"), ("anafranil",)),
+    "imipramine": (("tricyclic antidepressant", "antidepressant"), ("tofranil",)),
+    "phenelzine": (("MAO inhibitor", "MAOI", "antidepressant"), ("nardil",)),
+    "tranylcypromine": (("MAO inhibitor", "MAOI", "antidepressant"), ("parnate",)),
+    "moclobemide": (("MAO inhibitor", "MAOI", "antidepressant"), ("manerix", "aurorix")),
+    "selegiline": (("MAO inhibitor", "MAOI"), ("emsam", "eldepryl")),
+    "bupropion": (("antidepressant",), ("wellbutrin", "zyban")),
+    "mirtazapine": (("antidepressant",), ("remeron",)),
+    "trazodone": (("antidepressant",), ("desyrel", "oleptro")),
+    "lithium": (("mood stabiliser",), ("lithobid", "priadel", "camcolit")),
+    "lamotrigine": (("anticonvulsant", "mood stabiliser"), ("lamictal",)),
+    "valproate": (("anticonvulsant", "mood stabiliser"), ("depakote", "epilim", "valproic acid")),
+    "carbamazepine": (("anticonvulsant", "mood stabiliser"), ("tegretol",)),
+    "quetiapine": (("antipsychotic",), ("seroquel",)),
+    "olanzapine": (("antipsychotic",), ("zyprexa",)),
+    "risperidone": (("antipsychotic",), ("risperdal",)),
+    "aripiprazole": (("antipsychotic",), ("abilify",)),
+    "haloperidol": (("antipsychotic",), ("haldol",)),
+    "clozapine": (("antipsychotic",), ("clozaril",)),
+    "alprazolam": (("benzodiazepine",), ("xanax",)),
+    "lorazepam": (("benzodiazepine",), ("ativan",)),
+    "diazepam": (("benzodiazepine",), ("valium",)),
+    "clonazepam": (("benzodiazepine",), ("klonopin", "rivotril")),
+    "methadone": (("opioid agonist", "opioid"), ("methadose", "dolophine")),
+    "buprenorphine": (("opioid agonist", "opioid"), ("suboxone", "subutex", "sublocade")),
+    "naltrexone": (("opioid antagonist",), ("vivitrol", "revia")),
+    "amphetamine": (("stimulant",), ("adderall", "dexedrine")),
+    "methylphenidate": (("stimulant",), ("ritalin", "concerta")),
+    "lisdexamfetamine": (("stimulant", "amphetamine"), ("vyvanse", "elvanse")),
+    "diphenhydramine": (("antihistamine",), ("benadryl",)),
+    "ondansetron": (("antiemetic",), ("zofran",)),
+    "tramadol": (("opioid analgesic", "opioid"), ("ultram",)),
+    "dextromethorphan": (("cough suppressant",), ("robitussin",)),
+}
+
+# Clinical shorthand and lay wording → the terms the literature (and the corpus) uses. Abbreviations
+# as clinicians type them in notes (pt, tx, SI, AE), plus everyday words for trial vocabulary.
+SHORTHAND: dict[str, tuple[str, ...]] = {
+    "pt": ("patient",), "pts": ("patients",), "tx": ("treatment",), "dx": ("diagnosis",),
+    "hx": ("history",), "rx": ("prescription",), "meds": ("medications",),
+    "si": ("suicidal ideation",), "ae": ("adverse event",), "aes": ("adverse events",),
+    "sae": ("serious adverse event",), "saes": ("serious adverse events",),
+    "rct": ("randomised controlled trial",), "rcts": ("randomised controlled trials",),
+    "bp": ("blood pressure",), "hr": ("heart rate",), "ekg": ("ECG",), "ecg": ("ECG",),
+    "od": ("overdose",), "vets": ("veterans",), "vet": ("veteran",),
+    "aussie": ("Australia",), "aussies": ("Australia",), "uk": ("United Kingdom",),
+    "wk": ("week",), "wks": ("weeks",), "hrs": ("hours",), "yr": ("year",), "yrs": ("years",),
+    "mo": ("months",), "mos": ("months",), "diff": ("difference",), "ppl": ("people",),
+    "ph3": ("phase 3",), "ph 3": ("phase 3",), "ph2": ("phase 2",), "ph 2": ("phase 2",),
+    "dummy pill": ("placebo",), "sugar pill": ("placebo",), "dummy": ("placebo",),
+    "control group": ("placebo",), "control arm": ("placebo",),
+    "dropout": ("discontinued", "completed"), "dropouts": ("discontinued", "completed"),
+    "drop out": ("discontinued", "completed"), "dropped out": ("discontinued", "completed"),
+    "head to head": ("compared",), "vape": ("inhaled",), "vaped": ("inhaled",),
+    "vaping": ("inhaled",), "cohort": ("participants",), "subjects": ("participants",),
+    "enrolled": ("randomised", "participants"), "sample size": ("participants",),
+}
+
+_MEDICINE_ALIASES: dict[str, str] = {
+    alias: generic for generic, (_, brands) in MEDICINES.items() for alias in (generic, *brands)}
+
+
+def find_medicines(text: str) -> list[str]:
+    """Generic names of the co-medications named in `text`, by generic or brand name."""
+    norm = normalize(text)
+    return list(dict.fromkeys(g for alias, g in _MEDICINE_ALIASES.items() if _has_term(norm, alias)))
+
+
+def resolve_terms(text: str) -> list[str]:
+    """The clinical terms that a question's brand names, shorthand and lay wording stand for
+    (generic names, drug classes, trial vocabulary); nothing for words already clinical."""
+    norm = normalize(text)
+    extras: list[str] = []
+    for generic in find_medicines(text):
+        classes, _ = MEDICINES[generic]
+        extras += [generic, *classes]
+    for phrase, terms in SHORTHAND.items():
+        if _has_term(norm, phrase):
+            extras.extend(terms)
+    return [t for t in dict.fromkeys(extras) if not _has_term(norm, t)]
+
+
 def expand_query(text: str) -> str:
     """Append canonical terms for aliases so search also finds the clinical literature.
 
@@ -318,6 +422,7 @@ def expand_query(text: str) -> str:
     for phrase, terms in TOPICS.items():
         if _has_term(norm, phrase) and not any(_has_term(norm, t) for t in terms):
             extras.extend(t for t in terms if t not in extras)
+    extras.extend(t for t in resolve_terms(text) if t not in extras)
     if not extras:
         return text
     return f"{text} {' '.join(extras)}"

@@ -57,16 +57,73 @@ def question_too_long(length: int, limit: int) -> str:
             "Please shorten it to the question itself.")
 
 
-def no_evidence_text(nearest: list[str], unknown: list[str]) -> str:
-    """The abstention message: what is missing and what the corpus does cover."""
-    what = ""
-    if unknown:
-        verb = "does" if len(unknown[:3]) == 1 else "do"
-        what = " (" + ", ".join(f"'{w}'" for w in unknown[:3]) + f" {verb} not appear in them)"
-    text = f"The curated sources do not cover this question{what}."
+def no_evidence_text(missing: str, related: int, nearest: list[str]) -> str:
+    """The abstention message: what the sources do not hold, then where to read on.
+
+    `missing` says what is absent (see the functions below); `related` is how many passages are
+    offered as related reading (listed under the answer, not answering the question)."""
+    if related:
+        return (missing or "The curated sources do not answer this question.") + (
+            " The closest passages are listed as related reading; they do not answer the question.")
+    text = missing if missing.startswith("The curated sources do not cover") else \
+        "The curated sources do not cover this question."
     if nearest:
         text += " The nearest topics they do cover: " + "; ".join(nearest) + "."
     return text
+
+
+def _quoted(words: list[str]) -> str:
+    words = [f"'{w}'" for w in words]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def not_in_sources(unknown: list[str]) -> str:
+    """The question names something the corpus never mentions."""
+    verb = "does" if len(unknown[:3]) == 1 else "do"
+    return (f"The curated sources do not cover this question ({_quoted(unknown[:3])} {verb} not "
+            "appear in them).")
+
+
+FIGURE_PHRASES: dict[str, str] = {
+    "count": "a number", "percent": "a percentage or rate", "dose": "a dose",
+    "duration": "a duration", "date": "a date", "money": "a cost",
+    "effect": "the size of the effect", "value": "a value",
+}
+
+
+def no_figure(kind: str, key: list[str], names: list[str]) -> str:
+    """The sources discuss the question's subject but give no figure of the kind asked for."""
+    what = f" for {_quoted(key)}" if key else ""
+    where = f" in {', '.join(_display(n) for n in names)}" if names else ""
+    return (f"The curated sources do not report {FIGURE_PHRASES.get(kind, 'a figure')}{what}{where}: "
+            "no passage states it.")
+
+
+def not_for(names: list[str], key: list[str]) -> str:
+    """Passages cover the question's terms, but for other trials, drugs or places than asked."""
+    what = f" about {_quoted(key)}" if key else ""
+    return (f"The curated sources say nothing{what} for {', '.join(_display(n) for n in names)}; "
+            "the passages that come closest are about other trials, substances or places.")
+
+
+def not_mentioned(key: list[str], names: list[str]) -> str:
+    """The passages about the question's subject do not mention what it asks about."""
+    where = f" in connection with {', '.join(_display(n) for n in names)}" if names else ""
+    if not key:
+        return "The curated sources do not answer this question."
+    return f"The curated sources do not mention {_quoted(key)}{where}."
+
+
+def part_not_covered(part: str, missing: str) -> str:
+    """A note under a multi-part answer for a part the sources do not answer."""
+    return f"Not answered by the sources: \"{part.strip()}\" — {missing}"
+
+
+def _display(name: str) -> str:
+    """A lowercased name as people write it (MAPP2, COMP005, Oregon)."""
+    if any(ch.isdigit() for ch in name) or len(name) <= 4:
+        return name.upper()
+    return name[:1].upper() + name[1:]
 
 
 # ------------------------------------------------------------------ language-model notes

@@ -102,6 +102,9 @@ class Answer(BaseModel):
     standalone_question: str
     timings_ms: dict[str, float] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
+    related: list[Citation] = Field(
+        default_factory=list, description="no_evidence: the closest passages, offered as related "
+                                          "reading; they do not answer the question")
     confidence: float | None = Field(
         None, description="The answerer's evidence score: for now the cosine similarity of the "
                           "best retrieved passage, which abstention compares with min_evidence. "

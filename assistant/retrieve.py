@@ -93,10 +93,10 @@ class HybridSearch:
         self.prf_weight = s.prf_weight if prf_weight is None else prf_weight
 
     def search(self, query: str, k: int | None = None, filters: Filters | None = None,
-               mode: str = "hybrid") -> list[Hit]:
+               mode: str = "hybrid", vector=None) -> list[Hit]:
         """Top `k` passages for `query`. `mode` is hybrid, dense or lexical (for benchmarks)."""
         try:
-            return self._search(query, k, filters, mode)
+            return self._search(query, k, filters, mode, vector)
         except StoreUnavailableError:
             raise
         except Exception as exc:
@@ -104,12 +104,13 @@ class HybridSearch:
                 raise
             # Another process (psyqa ingest) rewrote the embedded store: reopen it and retry once.
             self.services.reopen()
-            return self._search(query, k, filters, mode)
+            return self._search(query, k, filters, mode, vector)
 
-    def _search(self, query: str, k: int | None, filters: Filters | None, mode: str) -> list[Hit]:
+    def _search(self, query: str, k: int | None, filters: Filters | None, mode: str,
+                vector=None) -> list[Hit]:
         s = self.services.settings
         k = k or s.top_k
-        cands = self.candidates(query, filters or Filters(), mode)
+        cands = self.candidates(query, filters or Filters(), mode, vector)
         if cands is None or not cands.ids:
             return []
         lex_norm = normalise_lexical(cands.lexical, cands.ids)
@@ -128,9 +129,10 @@ class HybridSearch:
                             fused[cid], len(hits) + 1))
         return hits
 
-    def candidates(self, query: str, filters: Filters, mode: str) -> Candidates | None:
+    def candidates(self, query: str, filters: Filters, mode: str, vector=None) -> Candidates | None:
         """The store reads: dense and BM25 candidates of one committed generation, with their
-        texts, metadata and vectors. None when the collection is empty."""
+        texts, metadata and vectors. None when the collection is empty. `vector`: the embedding
+        of the expanded query (`query_text`), when the caller has already computed it."""
         s = self.services.settings
         col = self.services.collection()
         # One committed generation for both sides: a sync in progress is invisible.
@@ -138,8 +140,9 @@ class HybridSearch:
         total = int((col.metadata or {}).get("chunks", 0)) or col.count()
         if total == 0:
             return None
-        expanded = lexicon.expand_query(query)
-        q = np.asarray(self.services.embedder.embed_query(expanded), dtype=np.float32)
+        expanded = query_text(query)
+        q = np.asarray(vector if vector is not None else self.services.embedder.embed_query(expanded),
+                       dtype=np.float32)
         n = min(s.candidates, total)
 
         cands = Candidates(query=q)
@@ -228,6 +231,11 @@ class Candidates:
 
     def doc_of(self, cid: str) -> str:
         return str(self.found[cid][1].get("doc_id", ""))
+
+
+def query_text(question: str) -> str:
+    """What both sides of the search see: the question with the lexicon's canonical terms."""
+    return lexicon.expand_query(question)
 
 
 def normalise_lexical(scores: dict[str, float], cands: list[str]) -> dict[str, float]:

@@ -57,11 +57,13 @@ class Services:
 
                 SharedSystemClient.clear_system_cache()
 
-    def vocab(self) -> dict | None:
-        """The BM25 vocabulary (word -> id) of the index loaded now, or None before one is
-        loaded (the answerer then skips its unknown-word check)."""
-        lex = self._bm25
-        return getattr(lex.retriever, "vocab_dict", None) if lex is not None else None
+    def corpus_terms(self):
+        """Term statistics of the committed index (document frequency per stem, names) for the
+        answerer's focus analysis; loads the BM25 index of the current generation if needed."""
+        from assistant.answer.focus import CorpusTerms
+
+        lex = self.bm25(self.collection())
+        return CorpusTerms(lex.document_frequency(), max(1, len(lex.ids)), lex.names)
 
     def bm25(self, collection) -> BM25Index:
         """The BM25 index of the collection's committed generation (loaded or rebuilt)."""

@@ -1,7 +1,7 @@
 """Answerers: turn retrieved passages into a cited answer (extractive by default).
 
 This package holds the contract every backend keeps: an answerer has a `name`,
-`stream(question, hits, vocab, min_dense)` that yields text pieces and ends with a `Draft`, and
+`stream(evidence)` that yields text pieces and ends with a `Draft`, and
 `condense(question, history)` that may return a standalone question (or None to use the
 rule-based rewriter); `citation()` turns a retrieved hit into the numbered `Citation` an answer
 carries. `make_answerer(settings)` picks a backend by name.
@@ -11,13 +11,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from assistant.models import Citation, Turn
 from assistant.settings import Settings
 
 if TYPE_CHECKING:
+    from assistant.answer.focus import Focus
     from assistant.retrieve import Hit
+
+
+@dataclass
+class Evidence:
+    """What the answerer is given: the (standalone) question, what it asks for, its vector and the
+    passages retrieved for it; for a multi-part question also one Evidence per part."""
+
+    question: str
+    focus: Focus
+    hits: list[Hit]
+    vector: Any = None                  # np.ndarray: the question's embedding (retrieval's query)
+    parts: list[Evidence] = field(default_factory=list)
+    names: frozenset[str] = frozenset()  # the names the corpus uses (BM25Index.names)
 
 
 @dataclass
@@ -28,10 +42,12 @@ class Draft:
     text: str
     citations: list[Citation]
     sentences: list[tuple[str, int]]    # (sentence, citation n)
-    evidence: float
+    evidence: float                     # the answerer's confidence (Answer.confidence)
     unknown_terms: list[str]
     nearest_topics: list[str]
     notes: list[str] = field(default_factory=list)
+    missing: str = ""                   # no_evidence: what the sources do not hold
+    related: list[Citation] = field(default_factory=list)  # no_evidence: the closest passages
 
 
 def citation(n: int, hit: Hit, highlight: list[tuple[int, int]]) -> Citation:
@@ -47,8 +63,7 @@ def citation(n: int, hit: Hit, highlight: list[tuple[int, int]]) -> Citation:
 class Answerer(Protocol):
     name: str
 
-    def stream(self, question: str, hits: list, vocab: dict | None,
-               min_dense: float) -> Iterator[str | Draft]: ...
+    def stream(self, evidence: Evidence) -> Iterator[str | Draft]: ...
 
     def condense(self, question: str, history: list[Turn]) -> str | None: ...
 
@@ -62,8 +77,8 @@ class ExtractiveAnswerer:
 
     name = "extractive"
 
-    def stream(self, question, hits, vocab, min_dense):
-        draft = extractive.answer(question, hits, vocab, min_dense)
+    def stream(self, evidence: Evidence):
+        draft = extractive.answer(evidence)
         if draft.status == "answered":
             yield from extractive.pieces(draft.text)
         yield draft

@@ -1,215 +1,464 @@
-"""The default, offline answerer: picks sentences of the retrieved passages, each cited.
+"""The default, offline answerer: picks the sentences of the retrieved passages that answer the
+question, each cited; or says what the sources do not hold.
 
 Nothing is generated: every sentence of an answer is a sentence of the passage it cites, copied
-whole, so a clinician can check it against the highlighted source. When the evidence is weak the
-answerer abstains and names the nearest topics the corpus does cover.
+whole, so a clinician can check it against the highlighted source. Each candidate sentence is
+scored by the bundled model's similarity between the question and that sentence (its vector is
+stored with the chunk at ingest) and by how much of the question's specific focus it covers
+(`focus.py`: key terms weighted by their specificity in the corpus). A sentence answers only if it
+also passes the focus gates:
+
+* it names the trial, author, place and substance the question names (in the sentence, the
+  sentence before it, or its document's title and section): a sentence about MAPP1 does not
+  answer a question about MAPP2;
+* when the question asks for a figure (how many, what percentage, what dose, how long, when,
+  how much did it cost, by how many points), it states a figure of that kind, in the unit the
+  question names.
+
+When no sentence passes, the answer is `no_evidence` with a message that names what is missing
+("no passage gives a dose for MAPP2") and the closest passages as related reading. Sentences are
+then chosen by maximal marginal relevance over their vectors (no two that say the same thing; a
+near-identical sentence of another source adds its citation instead), a sentence that leans on
+the one before it ("It", "However", "In that study") comes with that sentence or not at all, and
+the parts of a multi-part question are answered one by one.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
 
-from assistant import lexicon
-from assistant.answer import Draft, citation
-from assistant.answer.terms import focus_words, stems, weighted_terms
-from assistant.answer.verify import instruction_like
+import numpy as np
+
+from assistant import index, lexicon, messages
+from assistant.answer import Draft, Evidence, citation
+from assistant.answer.focus import FIGURE, FIGURE_KINDS, Focus, specificity
+from assistant.answer.terms import stems
+from assistant.answer.verify import instruction_like, numbers
 from assistant.retrieve import Hit
 from assistant.text import sentence_spans
 
-# Abstention thresholds, calibrated on eval/gold.jsonl (see eval/README.md): in-scope questions
-# have a best passage similarity well above MIN_DENSE; unrelated ones fall below it.
-MIN_DENSE = 0.35
-MIN_OVERLAP = 0.15
-RELATED_MARGIN = 0.2     # passages much less similar than the best one are not used
+# Weights and thresholds, chosen on the dev split of eval/quality.jsonl (BENCHMARKS.md, Answers).
+COVERAGE_WEIGHT = 0.35   # selection score = similarity(question, sentence) + this x focus coverage
+# Answerability: intercept, then the weights of `features()` (sim, coverage, miss_known,
+# miss_unknown, figures_ok, passage cosine). Refit with scripts/fit_answerability.py.
+ANSWERABILITY = (-1.548, 3.692, 2.760, -1.656, -3.621, 1.298, -0.265)
+MIN_P = 0.6              # abstain when the best sentence is less likely than this to answer
+SELECT_MARGIN = 0.25     # further sentences must score within this of the best
+MIN_SENTENCES = 2        # ... and up to this many are taken within SECOND_MARGIN when there are
+SECOND_MARGIN = 0.4
+NEAR_P = 0.3             # below this, not even a related passage: name the nearest topics instead
+MMR_LAMBDA = 0.7         # relevance vs novelty when choosing further sentences
+DUPLICATE = 0.9          # sentence vectors this close say the same thing
 MAX_SENTENCES = 5
+MAX_PER_PASSAGE = 2
 MIN_WORDS = 5
-_NUMERIC_Q = re.compile(r"\b(how many|how much|what (?:percent|percentage|proportion|share|dose|doses|"
-                        r"rate|number)|how (?:long|often|large|big)|when|what year|what date|dose|doses|"
-                        r"percent|percentage|rate|figure|figures|odds|effect size)\b", re.I)
-# A figure, not a digit inside a name such as MAPP1, CAPS-5 or 5-HT2A.
-_FIGURE = re.compile(r"(?<![A-Za-z0-9\-])\d+(?:[.,]\d+)?(?![A-Za-z0-9])(?:\s*(?:%|mg|µg|g\b|kg|mmHg))?")
-_PRONOUN_START = re.compile(r"^(it|this|that|these|those|they|he|she|its|their|such)\b", re.I)
+RELATED = 3              # passages offered as related reading when the sources do not answer
+
+# A sentence that cannot stand alone: it leans on the one before it.
+_LEANS = re.compile(
+    r"^(?:it|its|it's|this|that|these|those|they|their|them|such|however|but|also|yet|thus|"
+    r"therefore|moreover|furthermore|meanwhile|instead|here|there|he|she|his|her|both|neither|"
+    r"in (?:that|this|the same|both) (?:study|trial|case|review|analysis|survey|cohort|group)|"
+    r"at (?:that|this) (?:endpoint|point|time|dose)|the (?:same|latter|former|trial|study)\b)\b",
+    re.I)
+# Sentences about the document rather than the evidence ("This summary covers ...").
+_STRUCTURE = re.compile(
+    r"\b(?:this|the present|the following|the next|the previous|the separate|a separate)\s+"
+    r"(?:summary|summaries|document|article|section|page|overview|note|chapter)\b"
+    r"|\b(?:summari[sz]ed|covered|described|discussed|listed)\s+(?:separately|below|above|here|"
+    r"elsewhere|in (?:the|a) (?:separate|other))\b|\bsee (?:the|a) (?:separate )?(?:summary|section|"
+    r"document|page)\b", re.I)
 _BULLET = re.compile(r"^[-*•]\s+")
 
 
 @dataclass
-class Sentence:
+class Candidate:
     hit: Hit
-    start: int          # offsets in the passage (hit.chunk.text)
+    start: int                 # offsets in the passage (hit.chunk.text)
     end: int
     text: str
+    vector: np.ndarray | None
     stems: frozenset[str]
+    context: str               # normalised sentence + the one before + title and section
+    context_stems: frozenset[str]
+    previous: Candidate | None = None
+    passage_stems: frozenset[str] = frozenset()
+    sim: float = 0.0
+    coverage: float = 0.0
     score: float = 0.0
-    overlap: float = 0.0
+    names_ok: bool = True
+    kind_ok: bool = True
+    miss_known: float = 0.0    # weight of the most specific key term the corpus uses but this misses
+    miss_unknown: float = 0.0  # weight of the most specific key term the corpus never uses
+    figures_ok: bool = True    # every figure the question states is in the sentence or before it
+    p: float = 0.0             # the probability that this sentence answers the question
+
+    @property
+    def eligible(self) -> bool:
+        return self.names_ok
+
+    @property
+    def answers(self) -> bool:
+        return self.names_ok and self.kind_ok
+
+    @property
+    def leans(self) -> bool:
+        return bool(_LEANS.match(self.text))
 
 
-def _sentences(hit: Hit) -> list[Sentence]:
-    text = hit.chunk.text
-    out = []
-    for s, e in sentence_spans(text):
-        m = _BULLET.match(text[s:e])
-        if m:
-            s += m.end()
-        sent = text[s:e]
-        if len(sent.split()) < MIN_WORDS:
-            continue
-        if instruction_like(sent):
-            continue  # a passage that addresses the assistant is not evidence (prompt injection)
-        out.append(Sentence(hit, s, e, sent, frozenset(stems(sent))))
+@dataclass
+class _Choice:
+    """The sentences chosen for one question (or one part)."""
+
+    focus: Focus
+    chosen: list[Candidate] = field(default_factory=list)
+    extra_cites: dict[int, list[Candidate]] = field(default_factory=dict)  # id(chosen) -> duplicates
+    best: float = 0.0
+    missing: str = ""
+    related: list[Candidate] = field(default_factory=list)
+
+    @property
+    def answered(self) -> bool:
+        return bool(self.chosen)
+
+
+# ----------------------------------------------------------------------------- candidates
+
+def candidates(hits: list[Hit], question_vector: np.ndarray | None) -> list[Candidate]:
+    """Every quotable sentence of the passages, with its vector, context and similarity."""
+    out: list[Candidate] = []
+    for h in hits:
+        text = h.chunk.text
+        stored = index.sentences(h.chunk.metadata)
+        if stored is not None:
+            spans, vecs = stored
+        else:  # an index without sentence vectors: the passage's similarity stands in
+            spans, vecs = sentence_spans(text), None
+        head = lexicon.normalize(f"{h.chunk.title} {h.chunk.section}")
+        passage_stems = frozenset(stems(text))
+        previous: Candidate | None = None   # the sentence just before, if it may be shown
+        prev_text = ""
+        for i, (s, e) in enumerate(spans):
+            m = _BULLET.match(text[s:e])
+            if m:
+                s += m.end()
+            sent = text[s:e]
+            vec = vecs[i] if vecs is not None and i < len(vecs) else None
+            cand = Candidate(h, s, e, sent, vec, frozenset(stems(sent)),
+                             lexicon.normalize(f"{sent} {prev_text} {head}"),
+                             frozenset(stems(f"{prev_text} {h.chunk.title} {h.chunk.section}")),
+                             previous, passage_stems=passage_stems)
+            prev_text = sent
+            if instruction_like(sent) or _STRUCTURE.search(sent):
+                previous = None  # never shown, not even as the context of the next sentence
+                continue
+            previous = cand
+            if len(sent.split()) < MIN_WORDS:
+                continue  # too short to quote on its own (it may still introduce the next one)
+            if question_vector is not None and vec is not None and vec.any():
+                cand.sim = float(vec @ question_vector)
+            else:
+                cand.sim = h.dense
+            out.append(cand)
     return out
 
 
-# Clinical topics that are ordinary English words (so `common` would let them pass) but that
-# make a question out of scope when the corpus never mentions them.
-CLINICAL_TERMS = frozenset("""
-schizophrenia schizophrenic autism autistic adhd ocd anorexia bulimia dementia alzheimer alzheimers
-parkinson parkinsons epilepsy seizures cancer pain fibromyalgia migraine migraines insomnia sleep
-cannabis marijuana cbd thc cocaine methamphetamine meth heroin caffeine kratom kava salvia nitrous
-gabapentin pregabalin benzodiazepines xanax valium adderall ritalin ssri prozac zoloft tinnitus
-obesity diabetes covid pregnancy pregnant children child adolescents teenagers dogs cats
-""".split())
+def _covered(stem: str, focus: Focus, c: Candidate) -> float:
+    """1 when the sentence names the term, 0.8 when the sentence before it or its title or
+    section does, 0.5 when only the rest of its passage does, else 0."""
+    forms = {stem} | focus.aliases.get(stem, set())
+    if any(f[:1].isdigit() for f in forms):
+        return 1.0 if any(re.search(rf"(?<![\d.]){re.escape(f)}(?![\d])", c.text) for f in forms) else 0.0
+    if forms & c.stems:
+        return 1.0
+    if forms & c.context_stems:
+        return 0.8
+    if forms & c.passage_stems:
+        return 0.5
+    return 0.0
 
 
-def unknown_terms(question: str, vocab: dict | None, common: frozenset[str] | dict | None = None) -> list[str]:
-    """Topic words of the question that appear nowhere in the corpus.
+def judge(c: Candidate, focus: Focus, names: frozenset[str] = frozenset()) -> None:
+    """Score one sentence against one focus: coverage, the gates, the combined score.
 
-    Typos, word forms and the lexicon's alias words are forgiven. When `common` (the embedding
-    model's word-piece vocabulary: everyday English) is given, an unknown everyday word such as
-    "decide" does not make a question out of scope unless it names a clinical topic.
-    """
-    if not vocab:
-        return []
-    if common is None:
-        common = _common_words()
-    out = []
-    for word, stem in focus_words(question):
-        if stem in vocab or word in vocab or len(word) < 4:
-            continue
-        if common is not None and word in common and word not in CLINICAL_TERMS:
-            continue
-        if lexicon.find_substances(word) or lexicon.find_conditions(word) or word in _alias_words():
-            continue
-        if len(word) >= 6 and any(v.startswith(word[:5]) for v in _vocab_list(vocab)):
-            continue  # another form of a word the corpus knows (Mexican / Mexico)
-        if difflib.get_close_matches(stem, _vocab_list(vocab), n=1, cutoff=0.85):
-            continue  # a typo of a word the corpus knows
-        out.append(word)
-    return out
-
-
-_VOCAB_CACHE: dict[int, list[str]] = {}
-
-
-@lru_cache(maxsize=1)
-def _common_words() -> frozenset[str]:
-    """Whole words of the embedding model's word-piece vocabulary: a proxy for everyday English."""
-    from assistant.embeddings import load_tokenizer
-
-    return frozenset(w for w in load_tokenizer().get_vocab() if w.isalpha())
+    `names` are the corpus's names (to tell a sentence about another trial or author)."""
+    terms = focus.terms
+    covered = {t: _covered(t, focus, c) for t in terms}
+    # Coverage of the words that carry the question's topic (filler such as "got", "around" or
+    # "change" weighs under 0.25 and is left out).
+    topical = {t: w for t, w in terms.items() if w >= 0.25}
+    total = sum(topical.values())
+    c.coverage = (sum(w * covered[t] for t, w in topical.items()) / total) if total else 1.0
+    c.miss_known = max((w for t, w in terms.items() if covered[t] < 0.8 and t in focus.known), default=0.0)
+    c.miss_unknown = max((w for t, w in terms.items() if covered[t] < 0.8 and t not in focus.known), default=0.0)
+    c.figures_ok = all(covered.get(f.strip().rstrip("%").strip(), 1.0) >= 0.8 for f in focus.figures)
+    c.names_ok = _names_ok(c, focus, names)
+    if focus.kind in FIGURE_KINDS:
+        rx = FIGURE[focus.kind]
+        c.kind_ok = bool(rx.search(c.text))
+        if c.kind_ok and focus.unit:
+            c.kind_ok = bool(re.search(r"\d\s?[–-]?\s?\d*\s?" + focus.unit + r"\b", c.text, re.I))
+        if c.kind_ok and focus.kind == "count" and focus.counted:
+            c.kind_ok = _counts(c.text, focus)
+        # A figure sentence must say what it measures: "remission rate" is not met by a response
+        # rate, so the question's most specific term must be in the sentence itself.
+        technical = [t for t in terms if t in focus.known and not t[:1].isdigit()
+                     and specificity(focus.words.get(t, t)) >= 0.8]
+        top = max(technical, key=terms.get) if technical else None
+        if c.kind_ok and top is not None and covered[top] < 1.0:
+            c.kind_ok = False
+    else:
+        c.kind_ok = True
+    c.score = c.sim + COVERAGE_WEIGHT * c.coverage
+    c.p = answerability(c)
 
 
-@lru_cache(maxsize=1)
-def _alias_words() -> frozenset[str]:
-    """Single words of the lexicon's aliases ("magic" of magic mushrooms, "venom" of toad venom)."""
-    out: set[str] = set()
-    for table in (lexicon.SUBSTANCES, lexicon.CONDITIONS):
-        for aliases in table.values():
-            for alias in aliases:
-                out.update(re.findall(r"[a-z0-9]+", alias.lower()))
-    return frozenset(out)
+def _counts(text: str, focus: Focus) -> bool:
+    """The sentence counts what the question counts ("how many sites" → "13 sites")."""
+    from assistant.answer.focus import PEOPLE
+
+    want = {focus.counted} | focus.aliases.get(focus.counted, set())
+    if want & PEOPLE:
+        want |= PEOPLE
+        if re.search(r"\bn\s?=\s?\d", text):
+            return True
+    for m in re.finditer(r"(?<![\w.])\d[\d,]*(?![\w.%])|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|"
+                         r"eleven|twelve|twenty|thirty|forty|fifty|hundred)\b", text, re.I):
+        after = stems(" ".join(text[m.end():].split()[:4]))
+        if set(after) & want:
+            return True
+    return False
 
 
-def _vocab_list(vocab: dict) -> list[str]:
-    key = id(vocab)
-    if key not in _VOCAB_CACHE:
-        _VOCAB_CACHE.clear()
-        _VOCAB_CACHE[key] = [str(w) for w in vocab]
-    return _VOCAB_CACHE[key]
+def features(c: Candidate) -> list[float]:
+    """What the answerability model reads of a sentence (see ANSWERABILITY)."""
+    return [c.sim, c.coverage, c.miss_known, c.miss_unknown, float(c.figures_ok), c.hit.dense]
 
 
-def answer(question: str, hits: list[Hit], vocab: dict | None = None,
-           min_dense: float = MIN_DENSE, common: frozenset[str] | dict | None = None) -> Draft:
-    """Select, de-duplicate and cite sentences; or abstain."""
-    nearest = _nearest_topics(hits)
-    if not hits:
-        return Draft("no_evidence", "", [], [], 0.0, [], nearest)
-    best = max(h.dense for h in hits)
-    unknown = unknown_terms(question, vocab, common)
-    terms = weighted_terms(question)
-    for t, w in weighted_terms(lexicon.expand_query(question)[len(question):]).items():
-        terms[t] = max(terms.get(t, 0.0), w)  # canonical names for aliases, clinical wording
-    total = sum(terms.values()) or 1.0
-    numeric = bool(_NUMERIC_Q.search(question))
+def answerability(c: Candidate) -> float:
+    """P(the sentence answers the question): a logistic model over the model's similarity and the
+    focus coverage features, fitted on the dev split (scripts/fit_answerability.py)."""
+    import math
 
-    related = [h for h in hits if h.dense >= best - RELATED_MARGIN]
-    cands: list[Sentence] = []
-    for h in related:
-        for s in _sentences(h):
-            s.overlap = sum(w for t, w in terms.items() if t in s.stems) / total
-            passage = (h.dense - (best - RELATED_MARGIN)) / RELATED_MARGIN  # 0..1 within band
-            s.score = 0.75 * s.overlap + 0.25 * passage
-            if numeric and _FIGURE.search(s.text):
-                s.score += 0.1
-            if _PRONOUN_START.match(s.text):
-                s.score -= 0.05
-            cands.append(s)
-    cands.sort(key=lambda s: (-s.score, s.hit.rank, s.start))
-    top_overlap = max((s.overlap for s in cands), default=0.0)
-    if best < min_dense or top_overlap < MIN_OVERLAP or unknown:
-        return Draft("no_evidence", "", [], [], best, unknown, nearest)
+    z = ANSWERABILITY[0] + sum(w * x for w, x in zip(ANSWERABILITY[1:], features(c)))
+    return 1.0 / (1.0 + math.exp(-z))
 
-    chosen: list[Sentence] = []
+
+def _names_ok(c: Candidate, focus: Focus, names: frozenset[str]) -> bool:
+    """The sentence is about what the question names: each name, substance and co-medication is in
+    the sentence, the one before it or its section; or only in the title when the sentence names
+    no other trial or author (a document about MAPP1 and MAPP2 is not about MAPP2 everywhere)."""
+    near = c.context[:len(c.context) - len(_title(c))]
+    subs_near = set(lexicon.find_substances(near))
+    subs_all = set(lexicon.find_substances(c.context))
+    for slug in focus.substances:
+        if slug not in subs_all:
+            return False
+    for generic in focus.medicines:
+        classes, brands = lexicon.MEDICINES[generic]
+        if not any(_mentions(c.context, lexicon.normalize(t)) for t in (generic, classes[0], *brands)):
+            return False
+    missing_near = [n for n in focus.names if not _mentions(near, n)]
+    if not missing_near:
+        return True
+    if not all(_mentions(c.context, n) for n in missing_near):
+        return False
+    others = {n for n in names if n not in focus.names and _mentions(near, n)
+              and (any(ch.isdigit() for ch in n) or specificity(n) > 0.8)}
+    del subs_near
+    return not others
+
+
+def _title(c: Candidate) -> str:
+    return lexicon.normalize(c.hit.chunk.title)
+
+
+def _mentions(context: str, name: str) -> bool:
+    if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w])", context):
+        return True
+    # Another form of the same one-word name (Mexico / Mexican, Australia / Australian).
+    if len(name) < 6 or not name.isalpha():
+        return False
+    head = name[:max(5, len(name) - 3)]
+    return re.search(rf"(?<![\w-]){re.escape(head)}\w*", context) is not None
+
+
+# ----------------------------------------------------------------------------- choosing
+
+def lead(cands: list[Candidate], focus: Focus, names: frozenset[str] = frozenset()) -> Candidate | None:
+    """The sentence that best answers `focus` among those that pass its gates (None: none do)."""
+    for c in cands:
+        judge(c, focus, names)
+    answering = [c for c in cands if c.answers]
+    return max(answering, key=lambda c: (c.score, -c.hit.rank, -c.start)) if answering else None
+
+
+def choose(cands: list[Candidate], focus: Focus, names: frozenset[str] = frozenset()) -> _Choice:
+    """The sentences that answer `focus`, or the reason there are none."""
+    for c in cands:
+        judge(c, focus, names)
+    choice = _Choice(focus)
+    answering = sorted((c for c in cands if c.answers), key=lambda c: (-c.score, c.hit.rank, c.start))
+    choice.best = answering[0].p if answering else 0.0
+    if not answering or answering[0].p < MIN_P:
+        choice.missing = _missing(cands, focus)
+        if not focus.unknown and max((c.p for c in cands), default=0.0) >= NEAR_P:
+            choice.related = _related(cands)  # the subject is covered, the asked fact is not
+        return choice
+    best = answering[0].score
+    # For a figure question every sentence shown must state a figure of the kind asked for.
+    need = (lambda c: c.answers) if focus.kind in FIGURE_KINDS else (lambda c: c.eligible)
+    pool = [c for c in cands if need(c) and c.p >= MIN_P and c.score >= best - SECOND_MARGIN]
+    picked: list[Candidate] = []
     per_passage: dict[str, int] = {}
-    floor = cands[0].score * 0.6
-    for s in cands:
-        if len(chosen) >= MAX_SENTENCES:
+    first = True
+    while pool and len(picked) < MAX_SENTENCES:
+        # The first sentence must answer (state the asked figure); others may support it.
+        options = [c for c in pool if c.answers] if first else pool
+        if not first and len(picked) >= MIN_SENTENCES:
+            options = [c for c in options if c.score >= best - SELECT_MARGIN]
+        if not options:
             break
-        if s.score < floor and len(chosen) >= 2:
-            break
-        if s.overlap <= 0.0:
+        nxt = max(options, key=lambda c: _mmr(c, picked))
+        pool.remove(nxt)
+        dup = next((p for p in picked if _same(nxt, p)), None)
+        if dup is not None:
+            if nxt.hit.chunk.chunk_id != dup.hit.chunk.chunk_id and numbers(nxt.text) == numbers(dup.text):
+                choice.extra_cites.setdefault(id(dup), []).append(nxt)
             continue
-        if per_passage.get(s.hit.chunk.chunk_id, 0) >= 2:
+        cid = nxt.hit.chunk.chunk_id
+        if per_passage.get(cid, 0) >= MAX_PER_PASSAGE:
             continue
-        if any(_near_duplicate(s, c) for c in chosen):
-            continue
-        chosen.append(s)
-        per_passage[s.hit.chunk.chunk_id] = per_passage.get(s.hit.chunk.chunk_id, 0) + 1
+        if nxt.leans:
+            prev = nxt.previous
+            if prev is None:
+                continue  # leans on a sentence this passage does not show
+            if prev not in picked:
+                picked.append(prev)
+        picked.append(nxt)
+        per_passage[cid] = per_passage.get(cid, 0) + 1
+        first = False
+    choice.chosen = picked
+    return choice
 
-    # Number the passages in order of first use; keep each passage's sentences in reading order
-    # right after the first one chosen from it, so the answer reads like its sources.
-    numbers: dict[str, int] = {}
-    ordered: list[Sentence] = []
-    for s in chosen:
-        cid = s.hit.chunk.chunk_id
-        if cid in numbers:
-            continue
-        numbers[cid] = len(numbers) + 1
-        ordered.extend(sorted((c for c in chosen if c.hit.chunk.chunk_id == cid), key=lambda c: c.start))
+
+def _mmr(c: Candidate, picked: list[Candidate]) -> float:
+    if not picked or c.vector is None:
+        return c.score
+    overlap = max((float(c.vector @ p.vector) for p in picked if p.vector is not None), default=0.0)
+    return MMR_LAMBDA * c.score - (1 - MMR_LAMBDA) * overlap
+
+
+def _same(a: Candidate, b: Candidate) -> bool:
+    """Two sentences that say the same thing (by meaning, or nearly word for word); sentences that
+    give different figures never do."""
+    if a.text == b.text:
+        return True
+    na, nb = numbers(a.text), numbers(b.text)
+    if na and nb and not (na <= nb or nb <= na):
+        return False
+    if a.vector is not None and b.vector is not None and float(a.vector @ b.vector) >= DUPLICATE:
+        return True
+    if not a.stems or not b.stems:
+        return False
+    inter = len(a.stems & b.stems)
+    return inter / len(a.stems | b.stems) >= 0.6 or inter / min(len(a.stems), len(b.stems)) >= 0.85
+
+
+def _related(cands: list[Candidate]) -> list[Candidate]:
+    out: list[Candidate] = []
+    for c in sorted(cands, key=lambda c: -c.sim):
+        if all(c.hit.chunk.chunk_id != o.hit.chunk.chunk_id for o in out):
+            out.append(c)
+        if len(out) >= RELATED:
+            break
+    return out
+
+
+def _missing(cands: list[Candidate], focus: Focus) -> str:
+    """What the sources lack, in one sentence a clinician can act on."""
+    if focus.unknown:
+        return messages.not_in_sources(focus.unknown)
+    key = [focus.words[t] for t, w in sorted(focus.terms.items(), key=lambda x: -x[1]) if w >= 0.5][:3]
+    names = focus.names + [lexicon.DISPLAY_NAMES.get(s, s) for s in focus.substances]
+    about = [c for c in cands if c.coverage >= 0.5]
+    if focus.kind in FIGURE_KINDS and any(c.names_ok for c in about) and not any(c.answers for c in about):
+        return messages.no_figure(focus.kind, key, names)
+    if about and not any(c.names_ok for c in about):
+        return messages.not_for(names, key)
+    return messages.not_mentioned(key, names)
+
+
+# ----------------------------------------------------------------------------- the answer
+
+def answer(evidence: Evidence) -> Draft:
+    """Select, de-duplicate and cite sentences that answer `evidence.question`; or abstain."""
+    focus = evidence.focus
+    nearest = _nearest_topics(evidence.hits)
+    names = evidence.names
+    if focus.multi and evidence.parts:
+        choices = [choose(candidates(p.hits, p.vector), p.focus, names) for p in evidence.parts]
+    else:
+        choices = [choose(candidates(evidence.hits, evidence.vector), focus, names)]
+    answered = [ch for ch in choices if ch.answered]
+    confidence = min(ch.best for ch in choices) if choices else 0.0
+    if not answered:
+        related = _related_citations(choices)
+        missing = " ".join(dict.fromkeys(ch.missing for ch in choices if ch.missing))
+        return Draft("no_evidence", "", [], [], confidence, list(focus.unknown), nearest,
+                     missing=missing, related=related)
+    numbers_of: dict[str, int] = {}
     highlights: dict[str, list[tuple[int, int]]] = {}
-    for s in ordered:
-        highlights.setdefault(s.hit.chunk.chunk_id, []).append((s.start, s.end))
-    citations = [citation(numbers[cid], next(s.hit for s in ordered if s.hit.chunk.chunk_id == cid),
-                          highlights[cid]) for cid in numbers]
-    pairs = [(s.text, numbers[s.hit.chunk.chunk_id]) for s in ordered]
-    return Draft("answered", compose(pairs), citations, pairs, best, [], nearest)
+    hits_of: dict[str, Hit] = {}
+    pairs: list[tuple[str, list[int]]] = []
+    seen: set[tuple[str, int]] = set()
+    for ch in answered:
+        # Each passage's sentences in reading order, right after the first one chosen from it.
+        order: list[Candidate] = []
+        for c in ch.chosen:
+            if c in order:
+                continue
+            same = [x for x in ch.chosen if x.hit.chunk.chunk_id == c.hit.chunk.chunk_id and x not in order]
+            order.extend(sorted(same, key=lambda x: x.start))
+        for c in order:
+            key = (c.hit.chunk.chunk_id, c.start)
+            if key in seen:
+                continue
+            seen.add(key)
+            ns = []
+            for src in [c] + ch.extra_cites.get(id(c), []):
+                cid = src.hit.chunk.chunk_id
+                if cid not in numbers_of:
+                    numbers_of[cid] = len(numbers_of) + 1
+                    hits_of[cid] = src.hit
+                highlights.setdefault(cid, [])
+                if (src.start, src.end) not in highlights[cid]:
+                    highlights[cid].append((src.start, src.end))
+                ns.append(numbers_of[cid])
+            pairs.append((c.text, list(dict.fromkeys(ns))))
+    citations = [citation(n, hits_of[cid], sorted(highlights[cid])) for cid, n in numbers_of.items()]
+    notes = [messages.part_not_covered(ch.focus.text, ch.missing) for ch in choices if not ch.answered]
+    text = compose(pairs)
+    return Draft("answered", text, citations, [(t, ns[0]) for t, ns in pairs], confidence, [],
+                 nearest, notes)
 
 
-def compose(pairs: list[tuple[str, int]]) -> str:
+def _related_citations(choices: list[_Choice]):
+    seen: dict[str, tuple[Hit, list[tuple[int, int]]]] = {}
+    for ch in choices:
+        for c in ch.related:
+            hit, spans = seen.setdefault(c.hit.chunk.chunk_id, (c.hit, []))
+            spans.append((c.start, c.end))
+    return [citation(i + 1, hit, sorted(spans)) for i, (hit, spans) in enumerate(seen.values())][:RELATED]
+
+
+def compose(pairs: list[tuple[str, list[int]]]) -> str:
     """Sentences with their [n] markers: a paragraph for up to three, bullets beyond."""
-    marked = [f"{text} [{n}]" for text, n in pairs]
+    marked = [f"{text} " + "".join(f"[{n}]" for n in ns) for text, ns in pairs]
     if len(marked) <= 3:
         return " ".join(marked)
     return "\n".join(f"- {m}" for m in marked)
-
-
-def _near_duplicate(a: Sentence, b: Sentence) -> bool:
-    if not a.stems or not b.stems:
-        return a.text == b.text
-    inter = len(a.stems & b.stems)
-    return inter / len(a.stems | b.stems) >= 0.6 or inter / min(len(a.stems), len(b.stems)) >= 0.85
 
 
 def _nearest_topics(hits: list[Hit], n: int = 3) -> list[str]:

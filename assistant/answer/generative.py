@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from assistant import messages, prompts, safety
-from assistant.answer import Draft, citation, extractive
+from assistant.answer import Draft, Evidence, citation, extractive
 from assistant.answer.terms import stems
 from assistant.answer.verify import best_span, mask_instructions, sentence_problems, split_marked
 from assistant.models import Citation, Turn
@@ -191,6 +191,18 @@ class _Run:
                 for n in order]
 
 
+def _passages(evidence: Evidence) -> list[Hit]:
+    """The passages the model sees: the question's, then each part's not already among them."""
+    hits = list(evidence.hits)
+    seen = {h.chunk.chunk_id for h in hits}
+    for part in evidence.parts:
+        for h in part.hits:
+            if h.chunk.chunk_id not in seen:
+                seen.add(h.chunk.chunk_id)
+                hits.append(h)
+    return hits
+
+
 def _is_no_answer(text: str) -> bool:
     return prompts.NO_ANSWER.lower().rstrip(".") in text.lower()
 
@@ -245,12 +257,13 @@ class GenerativeAnswerer:
 
     # ------------------------------------------------------------------ answering
 
-    def stream(self, question: str, hits: list[Hit], vocab: dict | None,
-               min_dense: float) -> Iterator[str | Draft]:
-        base = extractive.answer(question, hits, vocab, min_dense)
+    def stream(self, evidence: Evidence) -> Iterator[str | Draft]:
+        base = extractive.answer(evidence)
         if base.status != "answered":
-            yield base  # retrieval decides abstention; the model is not asked
+            yield base  # the extractive answerer decides abstention; the model is not asked
             return
+        question = evidence.question
+        hits = _passages(evidence)
         from langchain_core.messages import HumanMessage, SystemMessage
 
         chat = [

@@ -1,0 +1,409 @@
+"""What a question asks for: its focus, read from the question and the corpus's own statistics.
+
+An answer must address the question's specific focus, not just its topic. `analyse` reads:
+
+* the *kind* of answer asked for: a count, a percentage or rate, a dose, a duration, a date, a
+  cost, the size of an effect, a value (a cut-off), or a yes/no; and a unit the question names
+  ("in hours", "mg/kg") that the answer's figure must carry;
+* the *named things* it is about: trial codes (MAPP2, COMP005), authors (Goodwin, Raison),
+  places (Oregon), taken from the names the corpus itself writes capitalised or with digits
+  (`BM25Index.names`), and the substances of the lexicon: a sentence about another trial or drug
+  does not answer;
+* its *key terms*, weighted by how specific they are in this corpus (inverse document frequency
+  from the index): "washout" and "remission" weigh far more than "trial" or "patients". Brand
+  names, clinical shorthand and lay words count as the clinical terms they stand for
+  (`lexicon.resolve_terms`), and a misspelt word as the corpus word it is closest to;
+* words that appear nowhere in the corpus and are not everyday English: they name a topic the
+  corpus does not cover (an everyday word never makes a question out of scope by itself);
+* the *parts* of a multi-part question ("How many ..., and at how many sites ...?").
+
+Nothing here is tuned to a question set: the signals come from the index, the lexicon, the
+model's word-piece vocabulary (everyday English) and the grammar of questions.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from assistant import lexicon
+from assistant.answer.terms import stems, words
+
+# ----------------------------------------------------------------------------- answer kinds
+
+# The kind of figure a question asks for, by its wording (first match wins; order matters).
+_KINDS: list[tuple[str, re.Pattern[str]]] = [(k, re.compile(p, re.I)) for k, p in [
+    ("money", r"\b(?:how much (?:does|did|do|would|will) [^?]*\bcost|what (?:does|did) [^?]*\bcost|"
+              r"\bcost(?:s)?\b|\bprice\b|\bhow expensive\b|\bfees?\b|how much (?:money|funding|"
+              r"in funds)|\bfunding\b|\bbudget\b)"),
+    ("effect", r"\b(?:by how (?:many|much)|how many (?:points?|madrs|units)|effect size|"
+               r"mean difference|how big (?:was|is) the (?:effect|difference)|cohen'?s d|"
+               r"\bdiff(?:erence)?\b (?:vs|versus|from|between)|how much (?:better|worse|more|less|larger|greater))"),
+    ("dose", r"\b(?:what (?:oral |iv |intravenous |single |starting |maximum |typical )?dos(?:e|es|age|ing)|"
+             r"(?:what|which)(?:\s+\S+){0,4}?\s+dos(?:e|es|age)s?\b(?!\s+(?:session|day))|"
+             r"dos(?:e|es) in (?:mg|micrograms?)|"
+             r"how much (?!time)|at what dose|which dose|dose (?:was|were|did)|doses? (?:used|given)|"
+             r"mg/kg|milligrams?|micrograms?)"),
+    ("duration", r"\b(?:how long|how many (?:weeks|days|hours|months|years|minutes|sessions? long)|"
+                 r"half-?life|duration|for how long|how soon|how quickly)"),
+    ("percent", r"\b(?:what (?:percent(?:age)?|proportion|share|fraction|rate|%)|how likely|"
+                r"\w+ rates?\b|percentage|per ?cent|%|how common|how often|"
+                r"how (?:many|much) of (?:the|them))"),
+    ("count", r"\b(?:how many|number of|how big (?:was|is) the (?:cohort|sample|trial|study)|"
+              r"sample size|how large (?:was|is) the (?:cohort|sample|trial|study)|"
+              r"how many (?:people|participants|patients|deaths))"),
+    ("date", r"\b(?:when (?:did|was|were|is|will|does|do)|what year|which year|what date|since when|"
+             r"in what year|how recently|as of when)"),
+    ("value", r"\b(?:what (?:qtc |qt )?(?:value|cut-?off|threshold|level|limit|score|interval)|"
+              r"cut-?off|threshold|upper limit)"),
+]]
+# Kinds whose figure an answer must contain (a yes/no or a "what happened" question has none).
+FIGURE_KINDS = ("money", "effect", "dose", "duration", "percent", "count", "date", "value")
+_POLAR = re.compile(r"^(?:so |and |but |ok(?:ay)? |also )?(?:is|are|was|were|does|do|did|can|could|"
+                    r"has|have|had|should|would|will|may|might|must)\b", re.I)
+
+_NUM = r"(?:\d+(?:[.,]\d+)*)"
+_NUMBER_WORDS = (r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|"
+                 r"twenty|thirty|forty|fifty|hundred|dozen)")
+_UNIT_DOSE = r"(?:mg/kg|mg|µg|μg|mcg|micrograms?|milligrams?|g\b|grams?|ml|mL|IU|mmol)"
+_UNIT_TIME = r"(?:seconds?|minutes?|min|hours?|hrs?|h\b|days?|weeks?|months?|years?)"
+# A figure of each kind, in a sentence.
+FIGURE: dict[str, re.Pattern[str]] = {
+    "money": re.compile(r"[$€£]\s?" + _NUM + r"|\b" + _NUM + r"\s?(?:dollars|euros|pounds|USD|EUR|GBP)\b"),
+    "effect": re.compile(r"\b" + _NUM + r"[- ]points?\b|\bd\s?=\s?-?" + _NUM + r"|\bdifference\b[^.;]*?" + _NUM
+                         + r"|[−–-]\s?" + _NUM + r"\b|\b" + _NUM + r"\s?(?:vs|versus|and)\s?" + _NUM),
+    "dose": re.compile(r"\b" + _NUM + r"(?:\s?[–-]\s?" + _NUM + r")?\s?" + _UNIT_DOSE),
+    "duration": re.compile(r"\b(?:" + _NUM + r"|" + _NUMBER_WORDS + r")(?:\s?[–-]\s?" + _NUM + r")?[- ]"
+                           + _UNIT_TIME + r"\b"),
+    "percent": re.compile(r"\b" + _NUM + r"\s?%|\bper ?cent\b|\b" + _NUM + r" (?:of|out of) (?:the )?"
+                          + _NUM + r"\b|\b(?:half|a third|a quarter|most|none|all) of\b"),
+    "count": re.compile(r"(?<![\w.,$€£−–-])(?!(?:19|20)\d\d\b)(?:" + _NUM + r"|" + _NUMBER_WORDS + r")(?![\w.,%])"
+                        r"(?!\s?(?:" + _UNIT_DOSE + r"|" + _UNIT_TIME + r"|points?|or older|years? old)\b)"
+                        r"(?=\s+(?:of\s+\d+\s+)?[a-z(])|\bn\s?=\s?\d+"),
+    "date": re.compile(r"\b(?:19|20)\d\d\b"),
+    "value": re.compile(r"(?:[<>≤≥]|\b(?:above|below|over|under|at least|at most|more than|less than)\s)\s?"
+                        + _NUM + r"|\b" + _NUM + r"\s?(?:ms|milliseconds?|bpm|mmHg|%|points?|"
+                        + _UNIT_DOSE + r")"),
+}
+# The unit a question names, which the answer's figure must carry ("half-life in hours").
+_ASKED_UNIT = re.compile(r"\b(?:in|how many|per|as)\s+(mg/kg|mg|micrograms?|µg|mcg|ms|milliseconds|"
+                         r"hours|days|weeks|months|years|minutes|mmhg|points)\b", re.I)
+_UNIT_FORMS = {"micrograms": r"(?:micrograms?|µg|μg|mcg)", "µg": r"(?:micrograms?|µg|μg|mcg)",
+               "mcg": r"(?:micrograms?|µg|μg|mcg)", "microgram": r"(?:micrograms?|µg|μg|mcg)",
+               "milliseconds": r"(?:ms|milliseconds?)", "ms": r"(?:ms|milliseconds?)"}
+
+# Words that only say what kind of answer is wanted (they are checked through the figure).
+_KIND_WORDS = frozenset(stems(
+    "how many much long percentage percent proportion share fraction rate rates number numbers "
+    "dose doses dosage dosing value level cut off cutoff threshold year years date when cost price "
+    "size figure figures amount amounts effect effects mg kg micrograms milligrams hours days weeks "
+    "months minutes points"))
+# English function words (NLTK's standard stopword list; bm25s's own list has 33 words and keeps
+# "what", "did", "any"): they carry no topic, so they are never key terms.
+FUNCTION_WORDS = frozenset("""
+i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her
+hers herself it its itself they them their theirs themselves what which who whom this that these
+those am is are was were be been being have has had having do does did doing a an the and but if or
+because as until while of at by for with about against between into through during before after
+above below to from up down in out on off over under again further then once here there when where
+why how all any both each few more most other some such no nor not only own same so than too very
+s t can will just don should now d ll m o re ve y ain aren couldn didn doesn hadn hasn haven isn ma
+mightn mustn needn shan shouldn wasn weren won wouldn would could might must shall may also ever
+""".split())
+# Conversational framing that says nothing about the topic (closed-class words of questions).
+_FRAMING = frozenset(stems(
+    "tell explain describe know please thanks thank hi hello hey give show list summarise "
+    "summarize anything something info information question wondering wonder curious heard hear "
+    "read saw seen someone anyone mean means say says said think thought find found look looking "
+    "want wanted need like really actually just exactly basically quick quickly briefly"))
+
+
+# ----------------------------------------------------------------------------- the focus
+
+@dataclass
+class Focus:
+    """What one question (or one part of a multi-part question) asks for."""
+
+    text: str
+    kind: str | None                       # one of FIGURE_KINDS, or None
+    polar: bool                            # a yes/no question
+    unit: str | None                       # a unit the figure must carry, as a regex
+    names: list[str]                       # named things a sentence must mention (lowercased)
+    substances: list[str]                  # lexicon slugs a sentence (or its context) must name
+    medicines: list[str]                   # co-medications (generic names) a sentence must name
+    terms: dict[str, float]                # key term stem -> weight (specificity in the corpus)
+    words: dict[str, str]                  # stem -> the word as the question wrote it
+    aliases: dict[str, set[str]]           # stem -> stems that count as covering it
+    unknown: list[str]                     # words in neither the corpus nor everyday English
+    figures: list[str] = field(default_factory=list)  # figures the question itself states
+    counted: str | None = None                        # "how many <X>": the stem of X
+    known: set[str] = field(default_factory=set)       # key terms the corpus uses (or resolves)
+    parts: list[Focus] = field(default_factory=list)  # multi-part questions: one focus per part
+
+    @property
+    def multi(self) -> bool:
+        return len(self.parts) > 1
+
+
+@dataclass
+class CorpusTerms:
+    """What the index says about words: document frequency per stem, and names."""
+
+    df: dict[str, int]
+    chunks: int
+    names: frozenset[str]
+
+    def idf(self, stem: str) -> float:
+        return math.log((self.chunks + 1) / (self.df.get(stem, 0) + 1)) + 1.0
+
+    @property
+    def max_idf(self) -> float:
+        return math.log(self.chunks + 1) + 1.0
+
+    def knows(self, stem: str) -> bool:
+        return stem in self.df
+
+
+@lru_cache(maxsize=8192)
+def specificity(word: str) -> float:
+    """How specific a word is in general English, 0.05 (got, around) to 1 (washout, remission),
+    from its Zipf frequency in wordfreq's multi-source English word list. A word rare in the
+    corpus can still be an everyday word that says nothing about the topic."""
+    from wordfreq import zipf_frequency
+
+    return min(1.0, max(0.05, (6.0 - zipf_frequency(word, "en")) / 3.0))
+
+
+@lru_cache(maxsize=1)
+def everyday_words() -> frozenset[str]:
+    """Whole words of the embedding model's word-piece vocabulary: a proxy for everyday English."""
+    from assistant.embeddings import load_tokenizer
+
+    return frozenset(w for w in load_tokenizer().get_vocab() if w.isalpha() and len(w) > 1)
+
+
+@lru_cache(maxsize=4096)
+def _closest(stem: str, vocab: tuple[str, ...]) -> str | None:
+    """The corpus stem a misspelt stem most likely stands for (rapidfuzz; None when none is close)."""
+    from rapidfuzz import fuzz, process, utils  # noqa: F401  (utils keeps the import cost visible)
+
+    if len(stem) < 5:
+        return None
+    best = process.extractOne(stem, vocab, scorer=fuzz.ratio, score_cutoff=84)
+    return best[0] if best else None
+
+
+_CODE = re.compile(r"[a-z]+\d|\d+[a-z]")
+_SPLIT_AND = re.compile(
+    r"(?:,\s*(?:and\s+|or\s+)?|\s+and\s+|;\s*|\?\s+(?:and\s+|also\s+)?)"
+    r"(?=(?:also\s+)?(?:what|which|who|whom|whose|when|where|why|how|is|are|was|were|does|do|did|"
+    r"can|could|has|have|had|should|would|will|at what|in what|on what|by how|for how|at how|in how|"
+    r"on how|from how)\b)", re.I)
+_LEAD = re.compile(r"^(.{8,120}?):\s+(?=(?:what|which|who|when|where|why|how|is|are|was|were|does|"
+                   r"do|did)\b)", re.I)
+
+
+def analyse(question: str, corpus: CorpusTerms | None) -> Focus:
+    """The focus of `question`; with `corpus`, key terms are weighted by their specificity in it
+    and names are taken from it. Multi-part questions get one focus per part in `parts`."""
+    focus = _focus(question, corpus)
+    parts = split_parts(question)
+    if len(parts) > 1:
+        focus.parts = [_focus(p, corpus) for p in parts]
+        # A part that names no substance or thing of its own is about the question's subject.
+        for part in focus.parts:
+            if not part.substances and not part.names:
+                part.substances = list(focus.substances)
+                part.names = [n for n in focus.names]
+    return focus
+
+
+_LEANS_BACK = re.compile(r"\b(?:that|it|this|these|those|there|such|same)\b", re.I)
+# Words for people: a count of "patients" is met by "104 adults" or "n = 53".
+PEOPLE = frozenset(stems("people person patients participants adults subjects individuals volunteers "
+                         "veterans men women clients smokers users respondents children adolescents "
+                         "drinkers cases pts ppl"))
+_TOPIC_ONLY = re.compile(r"^(?:and\s+|so\s+|ok(?:ay)?\s*,?\s*)?(?:what|how)\s+about\b", re.I)
+# The trailing context a rewritten follow-up carries: "(about MDMA for PTSD)".
+_CARRIED = re.compile(r"\s*\((?:about|for) [^()]*\)\s*$")
+
+
+def carry(focus: Focus, previous: Focus) -> Focus:
+    """A follow-up that asks the previous question about something else ("and in MAPP2?", "same
+    for psilocybin?") inherits what that question asked for: its kind of answer and its key terms
+    (at a lower weight); what the follow-up names replaces what the previous one named."""
+    if sum(focus.terms.values()) >= 0.5 and focus.kind is not None:
+        return focus
+    own = sum(focus.terms.values())
+    for st, w in previous.terms.items():
+        if st not in focus.terms and (own < 0.5 or w >= 0.5):
+            focus.terms[st] = 0.7 * w
+            focus.words.setdefault(st, previous.words.get(st, st))
+            if st in previous.known:
+                focus.known.add(st)
+            if st in previous.aliases:
+                focus.aliases.setdefault(st, set()).update(previous.aliases[st])
+    if focus.kind is None and not focus.polar:
+        focus.kind, focus.unit, focus.counted = previous.kind, previous.unit, previous.counted
+    if not focus.names and not focus.substances:
+        focus.names = list(previous.names)
+    return focus
+
+
+def split_parts(question: str) -> list[str]:
+    """The questions inside one message ("How many X, and at how many sites Y?"), each standalone
+    enough to be answered (a shared lead such as "In the Carbonaro survey:" is kept on each, and so
+    is the context a follow-up carries). A clause that leans on the one before it ("..., is that
+    addictive?") or only names a topic ("what about kratom?") is not a part of its own."""
+    q = question.strip()
+    carried = ""
+    m = _CARRIED.search(q)
+    if m:
+        q, carried = q[:m.start()], " " + m.group().strip()
+    lead = ""
+    m = _LEAD.match(q)
+    if m:
+        lead, q = m.group(1).strip() + ": ", q[m.end():]
+    pieces: list[str] = []
+    for p in (x.strip(" ,;?") for x in _SPLIT_AND.split(q)):
+        if not p:
+            continue
+        if pieces and (len(p.split()) < 3 or _LEANS_BACK.search(p) or _TOPIC_ONLY.match(pieces[-1])):
+            pieces[-1] = f"{pieces[-1]}, {p}"
+        else:
+            pieces.append(p)
+    if len(pieces) < 2:
+        return [question]
+    return [lead + p + "?" + carried for p in pieces]
+
+
+def _focus(text: str, corpus: CorpusTerms | None) -> Focus:
+    norm = lexicon.normalize(text)
+    kind = next((k for k, rx in _KINDS if rx.search(norm)), None)
+    polar = bool(_POLAR.search(norm)) and kind is None
+    unit = None
+    um = _ASKED_UNIT.search(norm)
+    if um and kind in ("dose", "duration", "value", "effect", "count"):
+        u = um.group(1).lower()
+        unit = _UNIT_FORMS.get(u, re.escape(u.rstrip("s")) + r"s?")
+    substances = lexicon.find_substances(text)
+    counted = None
+    if kind == "count":
+        cm = re.search(r"\bhow many\s+(?:\w+\s+){0,2}?(\w{3,})\b(?=\s+(?:were|was|are|is|did|do|does|had|have|has|got|in|took|received|died|at|on|who)\b|\s*[?,]|$)", norm)
+        if cm and cm.group(1) not in FUNCTION_WORDS:
+            counted = stems(cm.group(1))[0] if stems(cm.group(1)) else None
+    figures = [m.group() for m in re.finditer(r"(?<![\w.-])\d+(?:[.,]\d+)?(?:\s?%)?(?![\w.])", text)
+               if not re.fullmatch(r"(?:19|20)\d\d", m.group().strip())]
+
+    resolved = lexicon.resolve_terms(text)
+    names: list[str] = []
+    terms: dict[str, float] = {}
+    shown: dict[str, str] = {}
+    aliases: dict[str, set[str]] = {}
+    unknown: list[str] = []
+    known: set[str] = set()
+    everyday = everyday_words()
+    alias_words = _alias_words()
+    raw_words = words(text)
+    stemmed = stems(text) if raw_words else []
+    capitalised = {w.lower() for w in re.findall(r"(?<!^)(?<![.?!]\s)\b[A-Z][\w-]*", text.strip())}
+    vocab = tuple(corpus.df) if corpus else ()
+    condition_words = {w for slug in lexicon.find_conditions(text) for a in lexicon.CONDITIONS[slug]
+                       for w in re.findall(r"[a-z0-9]+", a)}
+    medicine_words = {w for g in lexicon.find_medicines(text)
+                      for a in (g, *lexicon.MEDICINES[g][1]) for w in re.findall(r"[a-z0-9]+", a)}
+    # Hyphenated names the corpus uses whole ("GH001-TRD-201", "Palhano-Fontes").
+    inside: set[str] = set()
+    if corpus:
+        for m in re.finditer(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)+", text):
+            whole = m.group().lower()
+            if whole in corpus.names and not lexicon.is_alias(whole):
+                names.append(whole)
+                inside.update(re.findall(r"[a-z0-9]+", whole))
+    for w, st in zip(raw_words, stemmed):
+        if w.isdigit() or w in FUNCTION_WORDS or st in _KIND_WORDS or st in _FRAMING:
+            continue
+        if any(ch.isdigit() for ch in w) and sum(ch.isalpha() for ch in w) < 2:
+            continue  # "31m", "2x": not a word, not a name
+        if lexicon.find_substances(w) or w in inside or w in medicine_words:
+            continue  # substances, co-medications and names are checked as such
+        if corpus and w in corpus.names and w not in condition_words and (
+                _CODE.search(w) or w in capitalised or specificity(w) > 0.8):
+            if w not in names:
+                names.append(w)
+            continue
+        general = specificity(w)
+        weight = general
+        if corpus:
+            if corpus.knows(st):
+                weight = corpus.idf(st) / corpus.max_idf * general
+                known.add(st)
+            else:
+                near = _closest(st, vocab) if w not in everyday else None
+                if near is not None:
+                    aliases.setdefault(st, set()).add(near)  # a typo of a corpus word
+                    weight = corpus.idf(near) / corpus.max_idf * general
+                    known.add(st)
+                elif forms := _forms(st, vocab):
+                    aliases.setdefault(st, set()).update(forms)  # Brazilian / Brazil
+                    weight = max(corpus.idf(f) for f in forms) / corpus.max_idf * general
+                    known.add(st)
+                elif (w in alias_words or lexicon.find_conditions(w) or lexicon.find_medicines(w)
+                      or _resolved_by(w, resolved)):
+                    weight = general * 0.5  # covered through what it stands for
+                    known.add(st)
+                elif general >= 0.5 and len(w) >= 4:
+                    unknown.append(w)  # a specific word the corpus never uses
+        terms[st] = max(terms.get(st, 0.0), weight)
+        shown.setdefault(st, w)
+    for f in figures:  # "at 6 months", "by 71%": the figure the question is about
+        key = f.strip().rstrip("%").strip()
+        terms.setdefault(key, 0.6)
+        shown.setdefault(key, f.strip())
+        known.add(key)
+    # What brand names, shorthand and lay words stand for covers them.
+    for term in resolved:
+        for st in stems(term):
+            for q_st, w in shown.items():
+                if _resolved_by(w, [term]):
+                    aliases.setdefault(q_st, set()).add(st)
+    for slug in lexicon.find_conditions(text):
+        for alias in lexicon.CONDITIONS[slug]:
+            for q_st in stems(alias):
+                aliases.setdefault(q_st, set()).update(stems(" ".join(lexicon.CONDITIONS[slug])))
+    return Focus(text=text, kind=kind, polar=polar, unit=unit, names=names, substances=substances,
+                 medicines=lexicon.find_medicines(text), terms=terms, words=shown, aliases=aliases,
+                 unknown=unknown, figures=figures, known=known, counted=counted)
+
+
+def _forms(stem: str, vocab: tuple[str, ...]) -> set[str]:
+    """Corpus stems that are another form of the same word (a shared stem of 5+ letters)."""
+    if len(stem) < 6:
+        return set()
+    head = stem[:5]
+    return {v for v in vocab if v.startswith(head) and (v.startswith(stem) or stem.startswith(v))
+            or v[:6] == stem[:6]}
+
+
+def _resolved_by(word: str, terms: list[str]) -> bool:
+    """Whether `word` is a brand name, shorthand or lay word that `terms` resolve."""
+    norm = lexicon.normalize(word)
+    if lexicon.find_medicines(word):
+        return any(t in lexicon.resolve_terms(word) for t in terms)
+    return any(lexicon._has_term(norm, phrase) and set(targets) & set(terms)
+               for phrase, targets in lexicon.SHORTHAND.items() if " " not in phrase)
+
+
+@lru_cache(maxsize=1)
+def _alias_words() -> frozenset[str]:
+    """Single words of the lexicon's aliases ("magic" of magic mushrooms, "venom" of toad venom)."""
+    out: set[str] = set()
+    for table in (lexicon.SUBSTANCES, lexicon.CONDITIONS):
+        for aliases in table.values():
+            for alias in aliases:
+                out.update(re.findall(r"[a-z0-9]+", alias.lower()))
+    for phrase in lexicon.SHORTHAND:
+        out.update(re.findall(r"[a-z0-9]+", phrase))
+    return frozenset(out)
