@@ -116,22 +116,25 @@ def ensure_index(key: tuple) -> dict | None:
 # ------------------------------------------------------------------ rendering
 
 def render_sources(ans: Answer) -> None:
-    if not ans.citations:
-        return
-    st.markdown("**Sources**")
-    for c in ans.citations:
-        with st.expander(esc(transcript.source_label(c.model_dump()))):
-            badges = []
-            if c.source_type:
-                badges.append(f":blue-badge[{esc(c.source_type)}]")
-            if c.as_of:
-                badges.append(f":orange-badge[as of {esc(c.as_of)}]")
-            if badges:
-                st.markdown(" ".join(badges))
-            st.markdown(transcript.highlight_markdown(c.passage, c.highlight))
-            st.caption(esc(c.source) + (f" · page {c.page}" if c.page else ""))
-            if c.url:
-                st.markdown(transcript.link_markdown(c.url))
+    for heading, cites in (("Sources", ans.citations), (messages.RELATED_HEADING, ans.related)):
+        if not cites:
+            continue
+        st.markdown(f"**{esc(heading)}**")
+        for c in cites:
+            with st.expander(esc(transcript.source_label(c.model_dump()))):
+                badges = []
+                if c.source_type:
+                    badges.append(f":blue-badge[{esc(c.source_type)}]")
+                if c.as_of:
+                    badges.append(f":orange-badge[as of {esc(c.as_of)}]")
+                if badges:
+                    st.markdown(" ".join(badges))
+                st.markdown(transcript.highlight_markdown(c.passage, c.highlight))
+                st.caption(esc(c.source) + (f" · page {c.page}" if c.page else ""))
+                if c.url:
+                    st.markdown(transcript.link_markdown(c.url))
+    for note in ans.notes:
+        st.caption(f"ℹ️ {esc(note)}")
 
 
 def render_feedback(i: int, msg: dict) -> None:

@@ -157,20 +157,30 @@ def cmd_ask(args, settings: Settings) -> int:
 
 
 def render_text(ans) -> str:
-    """An Answer for a person at a terminal: answer, numbered sources, caveat."""
+    """An Answer for a person at a terminal: answer, numbered sources, notes, caveat."""
+    from assistant import messages
+
     lines = []
     if ans.standalone_question and ans.status == "answered":
         lines.append(f"Q: {ans.standalone_question}\n")
     lines.append(ans.answer)
-    if ans.citations:
-        lines.append("\nSources:")
-        for c in ans.citations:
+    for heading, cites in (("Sources", ans.citations), (messages.RELATED_HEADING, ans.related)):
+        if not cites:
+            continue
+        lines.append(f"\n{heading}:")
+        for c in cites:
             where = " > ".join(x for x in (c.section, f"page {c.page}" if c.page else "") if x)
             extra = ", ".join(x for x in (c.source_type or "", f"as of {c.as_of}" if c.as_of else "") if x)
             lines.append(f"  [{c.n}] {c.title}" + (f" — {where}" if where else "")
                          + (f" ({extra})" if extra else "") + f"  [{c.source}]")
+            if heading != "Sources":
+                for a, b in c.highlight[:1]:
+                    lines.append(f"      \"{c.passage[a:b]}\"")
             if c.url:
                 lines.append(f"      {c.url}")
+    if ans.notes:
+        lines.append(f"\n{messages.NOTES_HEADING}:")
+        lines.extend(f"  - {n}" for n in ans.notes)
     lines.append(f"\nCaveat: {ans.caveat}")
     return "\n".join(lines)
 

@@ -72,6 +72,11 @@ def no_evidence_text(missing: str, related: int, nearest: list[str]) -> str:
     return text
 
 
+# The heading over Answer.related, wherever it is shown (app, CLI, exported conversation).
+RELATED_HEADING: str = "Related reading (these passages do not answer the question)"
+NOTES_HEADING: str = "Notes"
+
+
 def _quoted(words: list[str]) -> str:
     words = [f"'{w}'" for w in words]
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]

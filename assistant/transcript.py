@@ -13,6 +13,8 @@ import string
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote, urlsplit
 
+from assistant.messages import RELATED_HEADING
+
 _PUNCT = frozenset(string.punctuation)
 _BULLET = re.compile(r"^(\s*)- ")
 
@@ -148,9 +150,11 @@ def to_markdown(messages: Iterable[Mapping], title: str = "psyqa conversation") 
         if a.get("standalone_question") and typed and a["standalone_question"] != typed:
             out += [f"_Interpreted as:_ {escape_markdown(a['standalone_question'])}", ""]
         out += [answer_markdown(a.get("answer", "")), ""]
-        cites = a.get("citations") or []
-        if cites:
-            out += ["#### Sources", ""]
+        for heading, cites in (("Sources", a.get("citations") or []),
+                               (RELATED_HEADING, a.get("related") or [])):
+            if not cites:
+                continue
+            out += [f"#### {escape_markdown(heading)}", ""]
             for c in cites:
                 c = _as_dict(c)
                 line = f"- {escape_markdown(source_label(c))}"
@@ -163,6 +167,8 @@ def to_markdown(messages: Iterable[Mapping], title: str = "psyqa conversation") 
                     line += f" — {link_markdown(c['url'])}"
                 out.append(line)
             out.append("")
+        for note in a.get("notes") or []:
+            out += [f"_{escape_markdown(note)}_", ""]
         if a.get("caveat"):
             out += [f"> **Caveat:** {escape_markdown(a['caveat'])}", ""]
     return "\n".join(out).rstrip() + "\n"
