@@ -15,6 +15,7 @@ from assistant.answer.focus import analyse, carry
 from assistant.answer.verify import unsupported
 from assistant.conversation import needs_context, rewrite, with_filters
 from assistant.errors import PsyqaError
+from assistant.lexicon import DISPLAY_NAMES
 from assistant.models import Answer, Turn
 from assistant.retrieve import Filters, Hit, HybridSearch, query_text
 from assistant.services import Services, build_services
@@ -131,13 +132,17 @@ class Assistant:
                          analyse(question, corpus).terms]
             if inherited:
                 search_text = f"{question} {' '.join(inherited)}"
-        texts = [query_text(search_text)] + ([query_text(p.text) for p in focus.parts] if focus.multi else [])
+        # A part that names nothing of its own is searched with the question's subject.
+        subject = " ".join([n for n in focus.names] + [DISPLAY_NAMES.get(x, x) for x in focus.substances])
+        part_texts = [p.text if (p.names != focus.names or not subject) and p.substances != focus.substances
+                      else f"{p.text} {subject}" for p in focus.parts] if focus.multi else []
+        texts = [query_text(search_text)] + [query_text(t) for t in part_texts]
         vectors = self.services.embedder.encode(texts)
         hits = self.search.search(search_text, self.settings.top_k, filters, vector=vectors[0])
         parts = []
         if focus.multi:
-            for part, vec in zip(focus.parts, vectors[1:]):
-                part_hits = self.search.search(part.text, self.settings.top_k, filters, vector=vec)
+            for part, text, vec in zip(focus.parts, part_texts, vectors[1:]):
+                part_hits = self.search.search(text, self.settings.top_k, filters, vector=vec)
                 parts.append(Evidence(part.text, part, part_hits, vec))
         return Evidence(question, focus, hits, vectors[0], parts, corpus.names if corpus else frozenset())
 

@@ -298,6 +298,11 @@ TOPICS: dict[str, tuple[str, ...]] = {
 }
 
 
+# "Classic (serotonergic) psychedelics" names these substances as a class: a sentence about classic
+# psychedelics and lithium speaks about psilocybin and lithium too.
+CLASSIC_PSYCHEDELICS: frozenset[str] = frozenset({"psilocybin", "lsd", "dmt", "mescaline"})
+CLASS_WORDS = re.compile(r"\b(?:classic|serotonergic)\s+psychedelics?\b")
+
 # Common co-medications by generic name: (drug classes as the literature names them, most specific
 # first; brand names).
 # Clinicians ask with brands ("my patient on Zoloft"); the corpus speaks of sertraline or of SSRIs.
@@ -367,7 +372,8 @@ SHORTHAND: dict[str, tuple[str, ...]] = {
     "control group": ("placebo",), "control arm": ("placebo",),
     "dropout": ("discontinued", "completed"), "dropouts": ("discontinued", "completed"),
     "drop out": ("discontinued", "completed"), "dropped out": ("discontinued", "completed"),
-    "head to head": ("compared",), "vape": ("inhaled",), "vaped": ("inhaled",),
+    "head to head": ("compared",), "combo": ("combining", "combination"),
+    "combos": ("combining", "combination"), "vape": ("inhaled",), "vaped": ("inhaled",),
     "vaping": ("inhaled",), "cohort": ("participants",), "subjects": ("participants",),
     "enrolled": ("randomised", "participants"), "sample size": ("participants",),
 }

@@ -32,7 +32,7 @@ import numpy as np
 
 from assistant import index, lexicon, messages
 from assistant.answer import Draft, Evidence, citation
-from assistant.answer.focus import FIGURE, FIGURE_KINDS, Focus, specificity
+from assistant.answer.focus import FIGURE, FIGURE_KINDS, Focus
 from assistant.answer.terms import stems
 from assistant.answer.verify import instruction_like, numbers
 from assistant.retrieve import Hit
@@ -42,8 +42,8 @@ from assistant.text import sentence_spans
 COVERAGE_WEIGHT = 0.35   # selection score = similarity(question, sentence) + this x focus coverage
 # Answerability: intercept, then the weights of `features()` (sim, coverage, miss_known,
 # miss_unknown, figures_ok, passage cosine). Refit with scripts/fit_answerability.py.
-ANSWERABILITY = (-1.548, 3.692, 2.760, -1.656, -3.621, 1.298, -0.265)
-MIN_P = 0.6              # abstain when the best sentence is less likely than this to answer
+ANSWERABILITY = (-1.832, 4.965, 1.820, -1.863, -3.479, 0.998, -0.524)
+MIN_P = 0.7              # abstain when the best sentence is less likely than this to answer
 SELECT_MARGIN = 0.25     # further sentences must score within this of the best
 MIN_SENTENCES = 2        # ... and up to this many are taken within SECOND_MARGIN when there are
 SECOND_MARGIN = 0.4
@@ -201,12 +201,9 @@ def judge(c: Candidate, focus: Focus, names: frozenset[str] = frozenset()) -> No
             c.kind_ok = bool(re.search(r"\d\s?[–-]?\s?\d*\s?" + focus.unit + r"\b", c.text, re.I))
         if c.kind_ok and focus.kind == "count" and focus.counted:
             c.kind_ok = _counts(c.text, focus)
-        # A figure sentence must say what it measures: "remission rate" is not met by a response
-        # rate, so the question's most specific term must be in the sentence itself.
-        technical = [t for t in terms if t in focus.known and not t[:1].isdigit()
-                     and specificity(focus.words.get(t, t)) >= 0.8]
-        top = max(technical, key=terms.get) if technical else None
-        if c.kind_ok and top is not None and covered[top] < 1.0:
+        # A figure sentence must say what it measures: a "remission rate" is not met by a response
+        # rate, so the measured word must be in the sentence itself.
+        if c.kind_ok and focus.measured and focus.measured in covered and covered[focus.measured] < 1.0:
             c.kind_ok = False
     else:
         c.kind_ok = True
@@ -246,28 +243,40 @@ def answerability(c: Candidate) -> float:
 
 
 def _names_ok(c: Candidate, focus: Focus, names: frozenset[str]) -> bool:
-    """The sentence is about what the question names: each name, substance and co-medication is in
-    the sentence, the one before it or its section; or only in the title when the sentence names
-    no other trial or author (a document about MAPP1 and MAPP2 is not about MAPP2 everywhere)."""
-    near = c.context[:len(c.context) - len(_title(c))]
-    subs_near = set(lexicon.find_substances(near))
+    """The sentence is about what the question names.
+
+    Substances and co-medications: named in the sentence, the one before it, or its title or
+    section. Authors, places and organisations: there or anywhere in its passage. A trial code
+    (MAPP2, COMP006): in the sentence or the one before it; or only in the title or section when
+    neither they nor the sentence name another code (a document about "the MAPP1 and MAPP2
+    trials" is not about MAPP2 in every sentence)."""
+    header = lexicon.normalize(f"{c.hit.chunk.title} {c.hit.chunk.section}")
+    near = c.context[:max(0, len(c.context) - len(header))]
     subs_all = set(lexicon.find_substances(c.context))
     for slug in focus.substances:
-        if slug not in subs_all:
+        if slug not in subs_all and not (slug in lexicon.CLASSIC_PSYCHEDELICS
+                                         and lexicon.CLASS_WORDS.search(c.context)):
             return False
     for generic in focus.medicines:
         classes, brands = lexicon.MEDICINES[generic]
         if not any(_mentions(c.context, lexicon.normalize(t)) for t in (generic, classes[0], *brands)):
             return False
-    missing_near = [n for n in focus.names if not _mentions(near, n)]
-    if not missing_near:
-        return True
-    if not all(_mentions(c.context, n) for n in missing_near):
-        return False
-    others = {n for n in names if n not in focus.names and _mentions(near, n)
-              and (any(ch.isdigit() for ch in n) or specificity(n) > 0.8)}
-    del subs_near
-    return not others
+    passage = None
+    for name in focus.names:
+        if _mentions(near, name):
+            continue
+        if not any(ch.isdigit() for ch in name):
+            passage = passage or lexicon.normalize(c.hit.chunk.text)
+            if not (_mentions(header, name) or _mentions(passage, name)):
+                return False
+            continue
+        if not _mentions(header, name):
+            return False
+        codes = [n for n in names if n != name and any(ch.isdigit() for ch in n)
+                 and not name.startswith(n) and not n.startswith(name)]
+        if any(_mentions(near, n) or _mentions(header, n) for n in codes):
+            return False
+    return True
 
 
 def _title(c: Candidate) -> str:

@@ -39,7 +39,8 @@ _KINDS: list[tuple[str, re.Pattern[str]]] = [(k, re.compile(p, re.I)) for k, p i
               r"\bcost(?:s)?\b|\bprice\b|\bhow expensive\b|\bfees?\b|how much (?:money|funding|"
               r"in funds)|\bfunding\b|\bbudget\b)"),
     ("effect", r"\b(?:by how (?:many|much)|how many (?:points?|madrs|units)|effect size|"
-               r"mean difference|how big (?:was|is) the (?:effect|difference)|cohen'?s d|"
+               r"mean difference|how big (?:was|is) the (?:effect|difference)|cohen'?s d|odds ratio|"
+               r"how much (?:higher|lower|bigger|smaller)|"
                r"\bdiff(?:erence)?\b (?:vs|versus|from|between)|how much (?:better|worse|more|less|larger|greater))"),
     ("dose", r"\b(?:what (?:oral |iv |intravenous |single |starting |maximum |typical )?dos(?:e|es|age|ing)|"
              r"(?:what|which)(?:\s+\S+){0,4}?\s+dos(?:e|es|age)s?\b(?!\s+(?:session|day))|"
@@ -139,6 +140,7 @@ class Focus:
     unknown: list[str]                     # words in neither the corpus nor everyday English
     figures: list[str] = field(default_factory=list)  # figures the question itself states
     counted: str | None = None                        # "how many <X>": the stem of X
+    measured: str | None = None                       # "<X> rate": the stem of X
     known: set[str] = field(default_factory=set)       # key terms the corpus uses (or resolves)
     parts: list[Focus] = field(default_factory=list)  # multi-part questions: one focus per part
 
@@ -220,6 +222,10 @@ def analyse(question: str, corpus: CorpusTerms | None) -> Focus:
     return focus
 
 
+_ASKS = re.compile(r"^(?:and\s+|also\s+|so\s+)?(?:what|which|who|whom|whose|when|where|why|how|is|are|was|"
+                   r"were|does|do|did|can|could|has|have|had|should|would|will|"
+                   r"(?:at|in|on|by|for|from)\s+(?:what|which|how))\b", re.I)
+_WH = re.compile(r"\b(?:what|which|who|whom|whose|when|where|why|how)\b", re.I)
 _LEANS_BACK = re.compile(r"\b(?:that|it|this|these|those|there|such|same)\b", re.I)
 # Words for people: a count of "patients" is met by "104 adults" or "n = 53".
 PEOPLE = frozenset(stems("people person patients participants adults subjects individuals volunteers "
@@ -247,8 +253,10 @@ def carry(focus: Focus, previous: Focus) -> Focus:
                 focus.aliases.setdefault(st, set()).update(previous.aliases[st])
     if focus.kind is None and not focus.polar:
         focus.kind, focus.unit, focus.counted = previous.kind, previous.unit, previous.counted
-    if not focus.names and not focus.substances:
+    if not focus.names:
         focus.names = list(previous.names)
+    if not focus.medicines:
+        focus.medicines = list(previous.medicines)
     return focus
 
 
@@ -270,6 +278,9 @@ def split_parts(question: str) -> list[str]:
     for p in (x.strip(" ,;?") for x in _SPLIT_AND.split(q)):
         if not p:
             continue
+        if not pieces and not _ASKS.match(p) and not _WH.search(p):
+            lead += p + ", "  # "In Goodwin 2022, how many ...": a setting, not a question
+            continue
         if pieces and (len(p.split()) < 3 or _LEANS_BACK.search(p) or _TOPIC_ONLY.match(pieces[-1])):
             pieces[-1] = f"{pieces[-1]}, {p}"
         else:
@@ -280,6 +291,17 @@ def split_parts(question: str) -> list[str]:
 
 
 def _focus(text: str, corpus: CorpusTerms | None) -> Focus:
+    # The context a rewritten follow-up carries ("(about MDMA)") guides retrieval but is not what
+    # the user named: its substances do not gate sentences.
+    carried = _CARRIED.search(text)
+    own = text[:carried.start()] if carried else text
+    focus = _analyse_text(text, corpus)
+    if carried:
+        focus.substances = [s for s in focus.substances if s in lexicon.find_substances(own)]
+    return focus
+
+
+def _analyse_text(text: str, corpus: CorpusTerms | None) -> Focus:
     norm = lexicon.normalize(text)
     kind = next((k for k, rx in _KINDS if rx.search(norm)), None)
     polar = bool(_POLAR.search(norm)) and kind is None
@@ -294,6 +316,11 @@ def _focus(text: str, corpus: CorpusTerms | None) -> Focus:
         cm = re.search(r"\bhow many\s+(?:\w+\s+){0,2}?(\w{3,})\b(?=\s+(?:were|was|are|is|did|do|does|had|have|has|got|in|took|received|died|at|on|who)\b|\s*[?,]|$)", norm)
         if cm and cm.group(1) not in FUNCTION_WORDS:
             counted = stems(cm.group(1))[0] if stems(cm.group(1)) else None
+    measured = None
+    if kind == "percent":
+        mm = re.search(r"\b(\w{4,}) rates?\b", norm)
+        if mm and mm.group(1) not in FUNCTION_WORDS and stems(mm.group(1)):
+            measured = stems(mm.group(1))[0]
     figures = [m.group() for m in re.finditer(r"(?<![\w.-])\d+(?:[.,]\d+)?(?:\s?%)?(?![\w.])", text)
                if not re.fullmatch(r"(?:19|20)\d\d", m.group().strip())]
 
@@ -330,7 +357,7 @@ def _focus(text: str, corpus: CorpusTerms | None) -> Focus:
         if lexicon.find_substances(w) or w in inside or w in medicine_words:
             continue  # substances, co-medications and names are checked as such
         if corpus and w in corpus.names and w not in condition_words and (
-                _CODE.search(w) or w in capitalised or specificity(w) > 0.8):
+                _CODE.search(w) or w in capitalised or specificity(w) >= 0.3):
             if w not in names:
                 names.append(w)
             continue
@@ -375,7 +402,7 @@ def _focus(text: str, corpus: CorpusTerms | None) -> Focus:
                 aliases.setdefault(q_st, set()).update(stems(" ".join(lexicon.CONDITIONS[slug])))
     return Focus(text=text, kind=kind, polar=polar, unit=unit, names=names, substances=substances,
                  medicines=lexicon.find_medicines(text), terms=terms, words=shown, aliases=aliases,
-                 unknown=unknown, figures=figures, known=known, counted=counted)
+                 unknown=unknown, figures=figures, known=known, counted=counted, measured=measured)
 
 
 def _forms(stem: str, vocab: tuple[str, ...]) -> set[str]:
