@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from assistant import messages, safety
 from assistant.answer import Answerer, Draft, Evidence, make_answerer
 from assistant.answer.focus import analyse, carry
-from assistant.answer.verify import unsupported
+from assistant.answer import provenance
+from assistant.answer.extractive import REVIEWED_TYPES
+from assistant.answer.verify import split_marked, unsupported
 from assistant.conversation import needs_context, rewrite, with_filters
 from assistant.errors import PsyqaError
 from assistant.lexicon import DISPLAY_NAMES
@@ -21,6 +23,11 @@ from assistant.retrieve import Filters, Hit, HybridSearch, query_text
 from assistant.services import Services, build_services
 from assistant.settings import Settings
 from assistant.text import clean_user_text
+
+# Source types whose sentences are claims, not evidence (see extractive.reviewed).
+CLAIM_TYPES = frozenset({"opinion", "news", "unreviewed"})
+assert not CLAIM_TYPES & REVIEWED_TYPES
+
 
 class Assistant:
     """Answers questions from the index. Build once (heavy), call from many threads."""
@@ -105,8 +112,12 @@ class Assistant:
             bad = unsupported(draft.text, draft.citations)
             if bad:  # the last gate, for every backend: nothing unsupported is ever returned
                 raise AssertionError(f"unsupported sentences reached the gate: {bad}")
+            checks, figure_notes = provenance.check(
+                [(t, nums) for t, nums in split_marked(draft.text)], draft.citations,
+                CLAIM_TYPES, self.search.reviewed_statements)
             yield done(Answer(answer=draft.text, citations=draft.citations, caveat=messages.CAVEAT,
-                              status="answered", standalone_question=standalone, notes=draft.notes,
+                              status="answered", standalone_question=standalone,
+                              notes=draft.notes + figure_notes, figures=checks,
                               confidence=draft.evidence))
             return
         text = messages.no_evidence_text(draft.missing, len(draft.related), draft.nearest_topics)

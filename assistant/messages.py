@@ -72,6 +72,24 @@ def no_evidence_text(missing: str, related: int, nearest: list[str]) -> str:
     return text
 
 
+# The line in an answer above the sentences quoted from opinion, news or unreviewed sources. It is
+# the only uncited line an answer may hold (the citation gate skips exactly this text).
+CLAIMS_HEADING: str = "Claims in other sources (opinion, news or unreviewed; not reviewed evidence):"
+
+
+def figure_not_found(figure: str, title: str) -> str:
+    """A figure of an opinion, news or unreviewed source that no reviewed source holds."""
+    return f"{figure} (from \"{title}\"): not found in any reviewed source."
+
+
+def figures_disagree(claim_title: str, claim_figures: list[str], evidence_title: str,
+                     evidence_figures: list[str]) -> str:
+    """An opinion sentence and a reviewed sentence of the same answer give different figures."""
+    return (f"The sources disagree: \"{claim_title}\" gives {', '.join(claim_figures)} where the "
+            f"reviewed source \"{evidence_title}\" gives {', '.join(evidence_figures)} for the same "
+            "trial or outcome.")
+
+
 # The heading over Answer.related, wherever it is shown (app, CLI, exported conversation).
 RELATED_HEADING: str = "Related reading (these passages do not answer the question)"
 NOTES_HEADING: str = "Notes"

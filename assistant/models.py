@@ -85,6 +85,16 @@ class Citation(BaseModel):
     )
     source_type: str | None = None
     as_of: str | None = None
+    authors: list[str] = Field(default_factory=list)
+
+
+class FigureCheck(BaseModel):
+    """A figure quoted from an opinion, news or unreviewed source, looked up in reviewed ones."""
+
+    figure: str
+    sentence: str
+    citation: int
+    held: bool = Field(description="A reviewed source states this figure as its own")
 
 
 class Turn(BaseModel):
@@ -102,6 +112,9 @@ class Answer(BaseModel):
     standalone_question: str
     timings_ms: dict[str, float] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
+    figures: list[FigureCheck] = Field(
+        default_factory=list, description="The figures of sentences quoted from opinion, news or "
+                                          "unreviewed sources, and whether reviewed sources hold them")
     related: list[Citation] = Field(
         default_factory=list, description="no_evidence: the closest passages, offered as related "
                                           "reading; they do not answer the question")

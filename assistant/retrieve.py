@@ -171,6 +171,25 @@ class HybridSearch:
         cands.ids = list(dict.fromkeys(dense_ids + [cid for cid, _ in lexical]))
         return cands
 
+    def reviewed_statements(self, figure: str, limit: int = 20) -> list[tuple[str, str]]:
+        """(title, sentence) of reviewed passages of the committed index that contain `figure`
+        verbatim (for figure provenance; a full-text search, no vectors)."""
+        from assistant.answer.extractive import REVIEWED_TYPES
+
+        col = self.services.collection()
+        generation = index.generation(col)
+        got = col.get(where={"source_type": {"$in": sorted(REVIEWED_TYPES)}},
+                      where_document={"$contains": figure}, include=["documents", "metadatas"],
+                      limit=limit)
+        out = []
+        for doc, meta in zip(got["documents"], got["metadatas"]):
+            if meta is None or doc is None or not index.visible(meta, generation):
+                continue
+            stored = index.sentences(meta)
+            spans = stored[0] if stored else [(0, len(doc))]
+            out += [(str(meta.get("title", "")), doc[a:b]) for a, b in spans if figure in doc[a:b]]
+        return out
+
     @staticmethod
     def _dense(col, q: np.ndarray, n: int, total: int, filters: Filters,
                generation: int) -> list[tuple[str, str, dict, list[float]]]:

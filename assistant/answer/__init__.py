@@ -57,7 +57,21 @@ def citation(n: int, hit: Hit, highlight: list[tuple[int, int]]) -> Citation:
     url = meta.get("url") or (f"https://doi.org/{meta['doi']}" if meta.get("doi") else None)
     return Citation(n=n, chunk_id=c.chunk_id, doc_id=c.doc_id, title=c.title, source=c.source,
                     section=c.section, page=c.page, url=url, passage=c.text, highlight=highlight,
-                    source_type=meta.get("source_type"), as_of=meta.get("as_of"))
+                    source_type=meta.get("source_type") or "unreviewed", as_of=meta.get("as_of"),
+                    authors=_authors(meta))
+
+
+def _authors(meta: dict) -> list[str]:
+    import json
+
+    raw = meta.get("authors")
+    if not raw:
+        return []
+    try:
+        value = json.loads(str(raw))
+    except ValueError:
+        return [str(raw)]
+    return [str(a) for a in value] if isinstance(value, list) else [str(value)]
 
 
 class Answerer(Protocol):

@@ -323,8 +323,11 @@ def choose(cands: list[Candidate], focus: Focus, names: frozenset[str] = frozens
     per_passage: dict[str, int] = {}
     first = True
     while pool and len(picked) < MAX_SENTENCES:
-        # The first sentence must answer (state the asked figure); others may support it.
+        # The first sentence must answer (state the asked figure), from reviewed evidence when
+        # any does; others may support it.
         options = [c for c in pool if c.answers] if first else pool
+        if first and any(reviewed(c.hit) for c in options):
+            options = [c for c in options if reviewed(c.hit)]
         if not first and len(picked) >= MIN_SENTENCES:
             options = [c for c in options if c.score >= best - SELECT_MARGIN]
         if not options:
@@ -417,10 +420,9 @@ def answer(evidence: Evidence) -> Draft:
         missing = " ".join(dict.fromkeys(ch.missing for ch in choices if ch.missing))
         return Draft("no_evidence", "", [], [], confidence, list(focus.unknown), nearest,
                      missing=missing, related=related)
-    numbers_of: dict[str, int] = {}
-    highlights: dict[str, list[tuple[int, int]]] = {}
-    hits_of: dict[str, Hit] = {}
-    pairs: list[tuple[str, list[int]]] = []
+    # Evidence before opinion: sentences of reviewed sources first (numbered first), then those of
+    # opinion, news and unreviewed sources under their own heading.
+    ordered: list[tuple[Candidate, list[Candidate]]] = []
     seen: set[tuple[str, int]] = set()
     for ch in answered:
         # Each passage's sentences in reading order, right after the first one chosen from it.
@@ -432,25 +434,42 @@ def answer(evidence: Evidence) -> Draft:
             order.extend(sorted(same, key=lambda x: x.start))
         for c in order:
             key = (c.hit.chunk.chunk_id, c.start)
-            if key in seen:
-                continue
-            seen.add(key)
-            ns = []
-            for src in [c] + ch.extra_cites.get(id(c), []):
-                cid = src.hit.chunk.chunk_id
-                if cid not in numbers_of:
-                    numbers_of[cid] = len(numbers_of) + 1
-                    hits_of[cid] = src.hit
-                highlights.setdefault(cid, [])
-                if (src.start, src.end) not in highlights[cid]:
-                    highlights[cid].append((src.start, src.end))
-                ns.append(numbers_of[cid])
-            pairs.append((c.text, list(dict.fromkeys(ns))))
+            if key not in seen:
+                seen.add(key)
+                ordered.append((c, ch.extra_cites.get(id(c), [])))
+    evidence_first = [x for x in ordered if reviewed(x[0].hit)] + [x for x in ordered if not reviewed(x[0].hit)]
+    numbers_of: dict[str, int] = {}
+    highlights: dict[str, list[tuple[int, int]]] = {}
+    hits_of: dict[str, Hit] = {}
+    pairs: list[tuple[str, list[int]]] = []
+    claims: list[tuple[str, list[int]]] = []
+    for c, extra in evidence_first:
+        ns = []
+        for src in [c] + [e for e in extra if reviewed(e.hit) == reviewed(c.hit)]:
+            cid = src.hit.chunk.chunk_id
+            if cid not in numbers_of:
+                numbers_of[cid] = len(numbers_of) + 1
+                hits_of[cid] = src.hit
+            highlights.setdefault(cid, [])
+            if (src.start, src.end) not in highlights[cid]:
+                highlights[cid].append((src.start, src.end))
+            ns.append(numbers_of[cid])
+        (pairs if reviewed(c.hit) else claims).append((c.text, list(dict.fromkeys(ns))))
     citations = [citation(n, hits_of[cid], sorted(highlights[cid])) for cid, n in numbers_of.items()]
     notes = [messages.part_not_covered(ch.focus.text, ch.missing) for ch in choices if not ch.answered]
-    text = compose(pairs)
-    return Draft("answered", text, citations, [(t, ns[0]) for t, ns in pairs], confidence, [],
+    text = compose(pairs, claims)
+    return Draft("answered", text, citations, [(t, ns[0]) for t, ns in pairs + claims], confidence, [],
                  nearest, notes)
+
+
+REVIEWED_TYPES = frozenset({"trial", "meta-analysis", "review", "guideline", "regulatory", "label",
+                            "summary"})
+
+
+def reviewed(hit: Hit) -> bool:
+    """Whether a passage comes from reviewed evidence (a trial, review, guideline, label, the
+    project's own summaries ...) rather than opinion, news or a document nobody has typed."""
+    return hit.chunk.metadata.get("source_type") in REVIEWED_TYPES
 
 
 def _related_citations(choices: list[_Choice]):
@@ -462,12 +481,15 @@ def _related_citations(choices: list[_Choice]):
     return [citation(i + 1, hit, sorted(spans)) for i, (hit, spans) in enumerate(seen.values())][:RELATED]
 
 
-def compose(pairs: list[tuple[str, list[int]]]) -> str:
-    """Sentences with their [n] markers: a paragraph for up to three, bullets beyond."""
+def compose(pairs: list[tuple[str, list[int]]], claims: list[tuple[str, list[int]]] | None = None) -> str:
+    """Sentences with their [n] markers: a paragraph for up to three, bullets beyond; then the
+    claims of opinion, news and unreviewed sources as bullets under `messages.CLAIMS_HEADING`."""
     marked = [f"{text} " + "".join(f"[{n}]" for n in ns) for text, ns in pairs]
-    if len(marked) <= 3:
-        return " ".join(marked)
-    return "\n".join(f"- {m}" for m in marked)
+    text = " ".join(marked) if len(marked) <= 3 else "\n".join(f"- {m}" for m in marked)
+    if claims:
+        lines = [f"- {t} " + "".join(f"[{n}]" for n in ns) for t, ns in claims]
+        text = "\n".join(([text] if text else []) + [messages.CLAIMS_HEADING] + lines)
+    return text
 
 
 def _nearest_topics(hits: list[Hit], n: int = 3) -> list[str]:

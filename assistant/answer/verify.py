@@ -32,11 +32,14 @@ NEAR_BEST = 0.1
 
 
 def split_marked(answer: str) -> list[tuple[str, list[int]]]:
-    """(sentence without markers, cited numbers) for each marked sentence of an answer."""
+    """(sentence without markers, cited numbers) for each marked sentence of an answer. The claims
+    heading (`messages.CLAIMS_HEADING`) is a label, not a sentence: it is skipped."""
+    from assistant.messages import CLAIMS_HEADING
+
     out: list[tuple[str, list[int]]] = []
     for line in answer.split("\n"):
         line = _BULLET.sub("", line).strip()
-        if not line:
+        if not line or line == CLAIMS_HEADING:
             continue
         # A sentence ends with its markers: "text [1] next text [2][3]".
         pos = 0
