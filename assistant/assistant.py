@@ -154,8 +154,9 @@ class Assistant:
         if focus.multi:
             for part, text, vec in zip(focus.parts, part_texts, vectors[1:]):
                 part_hits = self.search.search(text, self.settings.top_k, filters, vector=vec)
-                parts.append(Evidence(part.text, part, part_hits, vec))
-        return Evidence(question, focus, hits, vectors[0], parts, corpus.names if corpus else frozenset())
+                parts.append(Evidence(part.text, part, part_hits, self.settings.min_evidence, vec))
+        return Evidence(question, focus, hits, self.settings.min_evidence, vectors[0], parts,
+                        corpus.names if corpus else frozenset())
 
     def _corpus_terms(self):
         try:

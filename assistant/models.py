@@ -119,6 +119,7 @@ class Answer(BaseModel):
         default_factory=list, description="no_evidence: the closest passages, offered as related "
                                           "reading; they do not answer the question")
     confidence: float | None = Field(
-        None, description="The answerer's evidence score: for now the cosine similarity of the "
-                          "best retrieved passage, which abstention compares with min_evidence. "
+        None, description="The answerer's confidence that the sources answer the question: the "
+                          "answerability (0-1) of its best sentence, which abstention compares "
+                          "with min_evidence (for a multi-part question, its least certain part). "
                           "None for fixed answers (safety, empty or over-long questions)")

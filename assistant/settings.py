@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     prf_weight: float = Field(1.0, description="Dense pseudo-relevance feedback: weight of the top-3 mean")
     max_per_doc: int = Field(3, description="At most this many passages from one document")
     min_evidence: float = Field(
-        0.35, description="Abstain when the best passage's evidence score is below this"
+        0.7, description="Abstain when the best sentence's answerability (0-1) is below this"
     )
     max_question_chars: int = Field(2000, description="Longest question accepted")
 

@@ -29,6 +29,7 @@ class Evidence:
     question: str
     focus: Focus
     hits: list[Hit]
+    min_evidence: float                 # abstain below this answerability (Settings.min_evidence)
     vector: Any = None                  # np.ndarray: the question's embedding (retrieval's query)
     parts: list[Evidence] = field(default_factory=list)
     names: frozenset[str] = frozenset()  # the names the corpus uses (BM25Index.names)

@@ -43,7 +43,6 @@ COVERAGE_WEIGHT = 0.35   # selection score = similarity(question, sentence) + th
 # Answerability: intercept, then the weights of `features()` (sim, coverage, miss_known,
 # miss_unknown, figures_ok, passage cosine). Refit with scripts/fit_answerability.py.
 ANSWERABILITY = (-1.832, 4.965, 1.820, -1.863, -3.479, 0.998, -0.524)
-MIN_P = 0.7              # abstain when the best sentence is less likely than this to answer
 SELECT_MARGIN = 0.25     # further sentences must score within this of the best
 MIN_SENTENCES = 2        # ... and up to this many are taken within SECOND_MARGIN when there are
 SECOND_MARGIN = 0.4
@@ -303,14 +302,15 @@ def lead(cands: list[Candidate], focus: Focus, names: frozenset[str] = frozenset
     return max(answering, key=lambda c: (c.score, -c.hit.rank, -c.start)) if answering else None
 
 
-def choose(cands: list[Candidate], focus: Focus, names: frozenset[str] = frozenset()) -> _Choice:
-    """The sentences that answer `focus`, or the reason there are none."""
+def choose(cands: list[Candidate], focus: Focus, names: frozenset[str], min_p: float) -> _Choice:
+    """The sentences that answer `focus`, or the reason there are none. `min_p`: abstain when the
+    best sentence is less likely than this to answer (the setting `min_evidence`)."""
     for c in cands:
         judge(c, focus, names)
     choice = _Choice(focus)
     answering = sorted((c for c in cands if c.answers), key=lambda c: (-c.score, c.hit.rank, c.start))
     choice.best = answering[0].p if answering else 0.0
-    if not answering or answering[0].p < MIN_P:
+    if not answering or answering[0].p < min_p:
         choice.missing = _missing(cands, focus)
         if not focus.unknown and max((c.p for c in cands), default=0.0) >= NEAR_P:
             choice.related = _related(cands)  # the subject is covered, the asked fact is not
@@ -318,7 +318,7 @@ def choose(cands: list[Candidate], focus: Focus, names: frozenset[str] = frozens
     best = answering[0].score
     # For a figure question every sentence shown must state a figure of the kind asked for.
     need = (lambda c: c.answers) if focus.kind in FIGURE_KINDS else (lambda c: c.eligible)
-    pool = [c for c in cands if need(c) and c.p >= MIN_P and c.score >= best - SECOND_MARGIN]
+    pool = [c for c in cands if need(c) and c.p >= min_p and c.score >= best - SECOND_MARGIN]
     picked: list[Candidate] = []
     per_passage: dict[str, int] = {}
     first = True
@@ -409,10 +409,11 @@ def answer(evidence: Evidence) -> Draft:
     focus = evidence.focus
     nearest = _nearest_topics(evidence.hits)
     names = evidence.names
+    min_p = evidence.min_evidence
     if focus.multi and evidence.parts:
-        choices = [choose(candidates(p.hits, p.vector), p.focus, names) for p in evidence.parts]
+        choices = [choose(candidates(p.hits, p.vector), p.focus, names, min_p) for p in evidence.parts]
     else:
-        choices = [choose(candidates(evidence.hits, evidence.vector), focus, names)]
+        choices = [choose(candidates(evidence.hits, evidence.vector), focus, names, min_p)]
     answered = [ch for ch in choices if ch.answered]
     confidence = min(ch.best for ch in choices) if choices else 0.0
     if not answered:
