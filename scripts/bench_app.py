@@ -1,22 +1,34 @@
-"""Benchmark the chat app in a real headless Chromium: start-up to a ready page, Enter to first answer text.
+"""Benchmark the chat app in a real headless Chromium against `Assistant.ask` in the same run.
 
 Usage (an index must exist in PSYQA_DATA_DIR, e.g. after `psyqa ingest`):
 
-    PSYQA_DATA_DIR=/tmp/appdata .venv/bin/python scripts/bench_app.py [--runs 5]
+    PSYQA_DATA_DIR=/tmp/appdata .venv/bin/python scripts/bench_app.py [--runs 5] [--long 20] [--sessions 10]
 
-1. ready: from launching `psyqa app` (a fresh process) until the page shows the chat input.
-2. first answer: from pressing Enter until the assistant message shows answer text, for the first
-   question after start-up and then for `--runs` more questions, each in a new browser session.
+1. floor: the same questions through one in-process `Assistant.ask` (warm): the median per
+   question, and answers/s when `--sessions` threads ask at once. Measured first, before the app
+   starts, so the two never share the CPU.
+2. ready: from launching `psyqa app` (a fresh process) until the page shows the chat input.
+3. first answer: from pressing Enter until the newest assistant message shows answer text:
+   the first question after start-up; then `--runs` sessions that each ask 2 questions first
+   ("2 earlier answers"); then one session that asks `--long` questions first and times `--runs`
+   more ("20 earlier answers").
+4. load: `--sessions` browser sessions (one context each) type a question within milliseconds of
+   each other; the time until the last one shows its answer, and answers/s.
+
+Every phase prints the load average, because on a shared 2-core machine absolute times are noisy;
+the ratio app/ask is the figure to compare across runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,6 +39,7 @@ PSYQA = str(Path(sys.executable).parent / "psyqa")
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# Answered from the starter corpus (the floor phase prints how many were).
 QUESTIONS = [
     "What did the MAPP1 trial of MDMA for PTSD find?",
     "Is ibogaine dangerous for the heart?",
@@ -34,37 +47,154 @@ QUESTIONS = [
     "What did psilocybin trials for alcohol use disorder find?",
     "What are the contraindications for psilocybin therapy?",
     "Is psilocybin legal in Oregon?",
+    "What doses of MDMA were given in MAPP1?",
+    "What psilocybin dose was used in Goodwin 2022?",
+    "Is Spravato approved for depression?",
+    "What is the legal status of psilocybin in Australia?",
+    "How effective was psilocybin for smoking cessation?",
+    "What is functional unblinding in psychedelic trials?",
+    "What did the Stanford ibogaine study in veterans with TBI find?",
+    "What did the MAPP2 trial find?",
+    "Why did the FDA decline to approve MDMA-assisted therapy?",
+    "What are the risks of ketamine for depression?",
+    "Is ayahuasca legal in Brazil?",
+    "What is 5-MeO-DMT?",
+    "What did the COMP360 trial find?",
+    "Which drugs interact dangerously with MDMA?",
+    "How long does a psilocybin session last?",
+    "What is the risk of QT prolongation with ibogaine?",
+    "What are challenging experiences on psychedelics?",
+    "Is LSD being studied for anxiety?",
+    "What did the Bogenschutz 2022 trial find for alcohol use disorder?",
 ]
-# The assistant message (2nd chat message) has visible answer text (markdown or an alert).
-HAS_ANSWER = """() => {
+# The newest assistant message (the n-th chat message) shows answer text.
+HAS_ANSWER = """(n) => {
   const m = document.querySelectorAll('[data-testid="stChatMessage"]');
-  if (m.length < 2) return false;
-  const t = m[1].querySelector('[data-testid="stMarkdownContainer"]');
+  if (m.length < n) return false;
+  const t = m[n - 1].querySelector('[data-testid="stMarkdownContainer"]');
   return !!t && t.innerText.trim().length > 10;
+}"""
+# ...and its caveat (the answer is complete: sources and caveat drawn).
+COMPLETE = """(n) => {
+  const m = document.querySelectorAll('[data-testid="stChatMessage"]');
+  return m.length >= n && m[n - 1].innerText.includes('not medical advice');
 }"""
 
 
+def load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
-def first_answer_ms(browser, url: str, question: str) -> float:
-    page = browser.new_page()
-    try:
-        page.goto(url)
-        box = page.get_by_test_id("stChatInputTextArea")
-        box.wait_for(timeout=300_000)
-        box.fill(question)
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+# ----------------------------------------------------------------------------- in-process floor
+
+def floor(sessions: int) -> dict:
+    from assistant.assistant import Assistant
+    from assistant.settings import load_settings
+
+    qa = Assistant.from_settings(load_settings())
+    qa.ask(QUESTIONS[0])  # model and BM25 load
+    per_q, statuses = [], {}
+    for q in QUESTIONS:
         t0 = time.perf_counter()
-        box.press("Enter")
-        page.wait_for_function(HAS_ANSWER, polling="raf", timeout=300_000)
-        return (time.perf_counter() - t0) * 1000
+        ans = qa.ask(q)
+        per_q.append((time.perf_counter() - t0) * 1000)
+        statuses[ans.status] = statuses.get(ans.status, 0) + 1
+    for q in QUESTIONS:  # a second round: the median of warm answers
+        t0 = time.perf_counter()
+        qa.ask(q)
+        per_q.append((time.perf_counter() - t0) * 1000)
+    # `sessions` threads asking at once, 5 rounds: the in-process counterpart of the load phase.
+    rounds, n_answers = 5, 0
+    t0 = time.perf_counter()
+    for r in range(rounds):
+        threads = [threading.Thread(target=qa.ask, args=(QUESTIONS[(r * sessions + i) % len(QUESTIONS)],))
+                   for i in range(sessions)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        n_answers += sessions
+    conc_s = time.perf_counter() - t0
+    return {"ask_median_ms": median(per_q), "ask_max_ms": max(per_q), "statuses": statuses,
+            "threads": sessions, "threaded_answers_per_s": n_answers / conc_s,
+            "threaded_round_s": conc_s / rounds, "load": load()}
+
+
+# ----------------------------------------------------------------------------- the browser
+
+def ask_in(page, question: str, n_before: int, complete: bool = True) -> float:
+    """Type `question` into a page whose chat already holds `n_before` answers; return ms from
+    Enter to the new answer's first text (then wait until it is complete)."""
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.wait_for(timeout=300_000)
+    box.fill(question)
+    n = 2 * (n_before + 1)
+    t0 = time.perf_counter()
+    box.press("Enter")
+    page.wait_for_function(HAS_ANSWER, arg=n, polling="raf", timeout=300_000)
+    ms = (time.perf_counter() - t0) * 1000
+    if complete:
+        page.wait_for_function(COMPLETE, arg=n, polling=50, timeout=300_000)
+    return ms
+
+
+def open_page(browser, url: str):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = ctx.new_page()
+    page.goto(url, timeout=300_000)
+    page.get_by_test_id("stChatInputTextArea").wait_for(timeout=300_000)
+    return page
+
+
+def session_with(browser, url: str, earlier: int, runs: int, offset: int) -> list[float]:
+    """One session: `earlier` untimed answers, then `runs` timed ones."""
+    page = open_page(browser, url)
+    try:
+        for i in range(earlier):
+            ask_in(page, QUESTIONS[(offset + i) % len(QUESTIONS)], i)
+        return [ask_in(page, QUESTIONS[(offset + earlier + i) % len(QUESTIONS)], earlier + i)
+                for i in range(runs)]
     finally:
-        page.close()
+        page.context.close()
+
+
+def concurrent(browser, url: str, sessions: int) -> dict:
+    pages = [open_page(browser, url) for _ in range(sessions)]
+    try:
+        done: list[float] = []
+        t0 = time.perf_counter()
+        for i, pg in enumerate(pages):  # all typed within milliseconds
+            box = pg.get_by_test_id("stChatInputTextArea")
+            box.fill(QUESTIONS[i % len(QUESTIONS)])
+            box.press("Enter")
+        for pg in pages:
+            pg.wait_for_function(HAS_ANSWER, arg=2, polling=50, timeout=300_000)
+            done.append(time.perf_counter() - t0)
+        return {"sessions": sessions, "first_s": min(done), "slowest_s": max(done),
+                "answers_per_s": sessions / max(done), "load": load()}
+    finally:
+        for pg in pages:
+            pg.context.close()
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=5, help="warm questions after the first one")
+    ap.add_argument("--runs", type=int, default=5, help="timed questions per scenario (default 5)")
+    ap.add_argument("--long", type=int, default=20, help="earlier answers in the long chat (default 20)")
+    ap.add_argument("--sessions", type=int, default=10, help="concurrent browser sessions (default 10)")
+    ap.add_argument("--json", action="store_true", help="also print one JSON object")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
+
+    out: dict = {"cores": os.cpu_count(), "load_start": load()}
+    out["floor"] = fl = floor(args.sessions)
+    print(f"floor (in-process Assistant.ask, load {fl['load']}): median {fl['ask_median_ms']:.0f} ms, "
+          f"max {fl['ask_max_ms']:.0f} ms over {2 * len(QUESTIONS)} warm answers {fl['statuses']}; "
+          f"{fl['threads']} threads at once: {fl['threaded_answers_per_s']:.1f} answers/s", flush=True)
 
     port = free_port()
     env = os.environ | {"PSYQA_APP_PORT": str(port), "PSYQA_APP_HOST": "127.0.0.1"}
@@ -84,22 +214,41 @@ def main() -> int:
                 except Exception:  # noqa: BLE001 - not listening yet
                     if proc.poll() is not None or time.perf_counter() - t0 > 300:
                         raise SystemExit("psyqa app did not start") from None
-                    time.sleep(0.2)
+                    time.sleep(0.1)
             page.get_by_test_id("stChatInputTextArea").wait_for(timeout=300_000)
-            ready = time.perf_counter() - t0
+            out["ready_s"], out["listening_s"] = time.perf_counter() - t0, listening
+            out["load_ready"] = load()
+            out["first_ms"] = ask_in(page, QUESTIONS[0], 0)
             page.close()
-            cold = first_answer_ms(browser, url, QUESTIONS[0])
-            warm = [first_answer_ms(browser, url, QUESTIONS[1 + i % (len(QUESTIONS) - 1)])
-                    for i in range(args.runs)]
+            print(f"ready page after `psyqa app` start: {out['ready_s']:.1f} s (goal 8 s; HTTP after "
+                  f"{listening:.1f} s; load {out['load_ready']}); first question after start: "
+                  f"{out['first_ms']:.0f} ms", flush=True)
+
+            short = [session_with(browser, url, 2, 1, 3 * r)[0] for r in range(args.runs)]
+            out["two_earlier"] = {"median_ms": median(short), "all_ms": short, "load": load()}
+            print(f"Enter -> first answer text, 2 earlier answers: median {median(short):.0f} ms "
+                  f"(goal 600 ms; ratio app/ask {median(short) / fl['ask_median_ms']:.1f}); "
+                  f"all: {', '.join(f'{x:.0f}' for x in short)}; load {load()}", flush=True)
+
+            long = session_with(browser, url, args.long, args.runs, 1)
+            out["long_earlier"] = {"earlier": args.long, "median_ms": median(long), "all_ms": long,
+                                   "load": load()}
+            print(f"Enter -> first answer text, {args.long} earlier answers: median {median(long):.0f} ms "
+                  f"(goal 1000 ms; ratio app/ask {median(long) / fl['ask_median_ms']:.1f}); "
+                  f"all: {', '.join(f'{x:.0f}' for x in long)}; load {load()}", flush=True)
+
+            if args.sessions:
+                out["load_test"] = lt = concurrent(browser, url, args.sessions)
+                print(f"{lt['sessions']} sessions at once: first answer {lt['first_s']:.2f} s, slowest "
+                      f"{lt['slowest_s']:.2f} s (goal 2.5 s); {lt['answers_per_s']:.2f} answers/s through "
+                      f"the app vs {fl['threaded_answers_per_s']:.1f}/s in-process; load {lt['load']}",
+                      flush=True)
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
         browser.close()
-    print(f"ready page after `psyqa app` start: {ready:.1f} s (goal 15 s); "
-          f"server answered HTTP after {listening:.1f} s")
-    print(f"Enter -> first answer text, first question after start: {cold:.0f} ms")
-    print(f"Enter -> first answer text, next {len(warm)} questions: median {statistics.median(warm):.0f} ms, "
-          f"max {max(warm):.0f} ms (goal 1000 ms); all: {', '.join(f'{w:.0f}' for w in warm)}")
+    if args.json:
+        print(json.dumps(out))
     return 0
 
 
