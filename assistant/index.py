@@ -15,8 +15,11 @@ collections directly) go through this module for every rule of the format:
   per substance and condition (`substance_key`, `condition_key`) that metadata filters match, and
   the chunk's sentences with a vector each (`sentence_meta`, read back by `sentences`), so they
   ride with the chunk through every generation, crash and rebuild;
+* facets: how many documents carry each substance, condition and source type, counted once per
+  generation and stored with the commit (`count_facets`, `facets_of`), so the app offers only
+  filter values the index holds without reading the chunks per question;
 * derived files: where the BM25 index of a generation lives (`bm25_dir`) and the pruning of older
-  ones (`prune_bm25`).
+  ones (`prune_bm25`), and where the last ingest run's report is kept (`ingest_report_path`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import base64
 import datetime as dt
 import json
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,7 +96,8 @@ def dead_where(generation: int) -> dict:
 
 
 def commit(collection, settings: Settings, generation: int, *, documents: int, chunks: int,
-           corpus_hash: str, last_ingest: str | None = None) -> None:
+           corpus_hash: str, last_ingest: str | None = None,
+           facets: dict[str, dict[str, int]] | None = None) -> None:
     """Make `generation` the committed one: the single commit point of a sync.
 
     Readers switch to the new generation the moment this metadata write lands; everything a
@@ -102,6 +107,11 @@ def commit(collection, settings: Settings, generation: int, *, documents: int, c
     meta.update(identity(settings))
     meta.update(generation=generation, documents=documents, chunks=chunks,
                 corpus_hash=corpus_hash, last_ingest=last_ingest or now())
+    # Metadata values are scalars: the counts travel as one JSON string. Without counts, none
+    # from an earlier generation may survive (readers then count them from the chunks).
+    meta.pop("facets", None)
+    if facets is not None:
+        meta["facets"] = json.dumps(facets, sort_keys=True)
     meta.pop("hnsw:space", None)  # fixed at creation; Chroma refuses to modify it
     collection.modify(metadata=meta)
 
@@ -114,6 +124,7 @@ class IndexInfo:
     embedding_model: str
     last_ingest: str | None
     corpus_hash: str | None
+    facets: dict[str, dict[str, int]] | None = None  # None: committed before facets were counted
 
 
 def info(collection) -> IndexInfo:
@@ -126,7 +137,18 @@ def info(collection) -> IndexInfo:
         embedding_model=str(meta.get("embedding_model", "")),
         last_ingest=meta.get("last_ingest"),
         corpus_hash=meta.get("corpus_hash"),
+        facets=_parse_facets(meta.get("facets")),
     )
+
+
+def _parse_facets(raw) -> dict[str, dict[str, int]] | None:
+    try:
+        data = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {f: {str(k): int(v) for k, v in (data.get(f) or {}).items()} for f in FACETS}
 
 
 # ----------------------------------------------------------------------------- chunk metadata
@@ -192,6 +214,49 @@ def has_sentences(meta: dict) -> bool:
     return bool(meta.get(SENTENCE_SPANS)) and bool(meta.get(SENTENCE_VECTORS))
 
 
+# The filterable fields, in the order the app shows them.
+FACETS = ("substances", "conditions", "source_types")
+
+
+def facets_of(meta: dict) -> dict[str, list[str]]:
+    """The filterable values of a chunk's document (read from its metadata flags)."""
+    out: dict[str, list[str]] = {f: [] for f in FACETS}
+    for key, value in meta.items():
+        if value is True and key.startswith("sub_"):
+            out["substances"].append(key[4:])
+        elif value is True and key.startswith("cond_"):
+            out["conditions"].append(key[5:])
+    if meta.get("source_type"):
+        out["source_types"].append(str(meta["source_type"]))
+    return out
+
+
+def count_facets(documents: Iterable[dict[str, list[str]]]) -> dict[str, dict[str, int]]:
+    """Per filterable value, the number of documents that carry it (one `facets_of` per document)."""
+    counts: dict[str, dict[str, int]] = {f: {} for f in FACETS}
+    for doc in documents:
+        for f in FACETS:
+            for value in set(doc.get(f, ())):
+                counts[f][value] = counts[f].get(value, 0) + 1
+    return {f: dict(sorted(c.items())) for f, c in counts.items()}
+
+
+def scan_facets(collection, generation: int, batch: int = 10000) -> dict[str, dict[str, int]]:
+    """`count_facets` from the chunks themselves, for an index committed before facets were
+    stored: reads every chunk's metadata, so callers keep the result per generation."""
+    docs: dict[str, dict[str, list[str]]] = {}
+    offset = 0
+    while True:
+        got = collection.get(include=["metadatas"], limit=batch, offset=offset)
+        for m in got["metadatas"]:
+            if m is not None and visible(m, generation):
+                docs.setdefault(str(m.get("doc_id", "")), facets_of(m))
+        offset += len(got["ids"])
+        if len(got["ids"]) < batch:
+            break
+    return count_facets(docs.values())
+
+
 def chunk_meta(chunk: Chunk, gen: int, sentence_vectors=None) -> dict:
     """The metadata a chunk is stored with, alive and visible from generation `gen` (with its
     sentences' vectors when given)."""
@@ -223,6 +288,13 @@ def prune_bm25(keep: Path) -> None:
     for d in parent.iterdir():
         if d != keep and d.is_dir() and d.name.rsplit("-g", 1)[0] == stem:
             shutil.rmtree(d, ignore_errors=True)
+
+
+def ingest_report_path(settings: Settings) -> Path:
+    """Where the report of the last ingest run against this collection (and server) is kept: derived
+    data next to the BM25 files, local to the machine that ran it."""
+    host = f"{settings.chroma_host}_{settings.chroma_port}-" if settings.chroma_host else ""
+    return Path(settings.data_dir) / "reports" / f"{host}{settings.collection}-last-ingest.json"
 
 
 def now() -> str:

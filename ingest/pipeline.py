@@ -11,9 +11,11 @@ everything has been written, and chunks dead at it are deleted after that.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +58,8 @@ class IngestReport:
     seconds: float = 0.0
     generation: int = 0
     checked_only: bool = False
+    # Per failed file: problem, fix, whether its previous version is still served, its content hash.
+    failure_details: dict[str, dict] = field(default_factory=dict)
 
     def as_json(self) -> dict:
         return {
@@ -66,6 +70,13 @@ class IngestReport:
 
     def fail(self, path: str, error: str) -> None:
         self.failed.append({"path": path, "error": error})
+
+    def fail_document(self, path: str, exc: DocumentError, serving_previous: bool,
+                      content_hash: str | None) -> None:
+        """A file that could not be indexed, and what readers still get from it."""
+        self.fail(path, f"{exc.problem}; {exc.fix}")
+        self.failure_details[path] = {"problem": exc.problem, "fix": exc.fix,
+                                      "serving_previous": serving_previous, "doc_hash": content_hash}
 
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -136,6 +147,7 @@ class DocState:
     doomed: int = 0                                      # chunks marked dead by an unfinished run
     sentences: dict[str, str] = field(default_factory=dict)  # chunk id -> stored sentence offsets
     without_vectors: int = 0                             # chunks stored without sentence vectors
+    facets: dict[str, list[str]] = field(default_factory=dict)  # its filterable values
 
     def complete(self, doc_hash: str) -> bool:
         return (self.hashes == {doc_hash} and len(self.ids) == self.expected and not self.doomed
@@ -157,6 +169,7 @@ def read_state(collection, committed: int | None = None) -> dict[str, DocState]:
         d.hashes.add(m.get("doc_hash", ""))
         d.expected = int(m.get("doc_chunks", -1))
         d.gens[cid] = int(m.get("gen", 0))
+        d.facets = index.facets_of(m)
         if dead != index.NEVER:
             d.doomed += 1
         if index.has_sentences(m):
@@ -201,10 +214,39 @@ def run(paths: list[Path] | None, settings: Settings, *, rebuild: bool = False, 
             "Wait for it to finish, then run again.") from None
     try:
         _sync(files, scopes, settings, report, rebuild, progress, embedder)
+        report.seconds = time.perf_counter() - t0
+        save_report(report, settings, paths)
+    except PsyqaError as exc:  # stopped before its commit: the previous index is what readers see
+        report.seconds = time.perf_counter() - t0
+        save_report(report, settings, paths, stopped=str(exc))
+        raise
     finally:
         lock.release()
-    report.seconds = time.perf_counter() - t0
     return report
+
+
+def save_report(report: IngestReport, settings: Settings, paths: list[Path],
+                stopped: str | None = None) -> None:
+    """Keep what the run did where `psyqa status` and the app read it (`index.ingest_report_path`),
+    written atomically: readers see the previous report or this one, never half of one. `stopped`
+    is the error that ended a run before its commit."""
+    data = report.as_json() | {
+        "finished": index.now(), "stopped": stopped, "paths": [str(p) for p in paths],
+        "generation": report.generation,
+        "documents_total": report.documents_total, "chunks_total": report.chunks_total,
+        "failed": [f | report.failure_details.get(f["path"], {"serving_previous": False})
+                   for f in report.failed],
+        "skipped": report.skipped,
+    }
+    target = index.ingest_report_path(settings)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".report-", dir=target.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1)
+        os.replace(tmp, target)
+    except OSError as exc:  # the index is committed; only the report is missing
+        report.warnings.append(f"could not write the ingest report {target}: {exc.strerror}")
 
 
 def doc_hash(data: bytes, rel: str) -> str:
@@ -356,6 +398,7 @@ def _plan(col, files, scopes, settings: Settings, report: IngestReport, progress
     seen_docs: dict[str, str] = {}
     kept_docs: set[str] = set()
     for i, sf in enumerate(files):
+        h = None
         try:
             data = _read(sf, settings)
             h = doc_hash(data, sf.rel)
@@ -385,11 +428,11 @@ def _plan(col, files, scopes, settings: Settings, report: IngestReport, progress
             else:
                 report.updated += 1
         except DocumentError as exc:
-            report.fail(sf.rel, f"{exc.problem}; {exc.fix}")
             # Nothing already indexed is lost: a failing file keeps its previous chunks.
             prev = by_source.get((sf.root_key, sf.rel))
             if prev is not None:
                 kept_docs.add(prev.doc_id)
+            report.fail_document(sf.rel, exc, serving_previous=prev is not None, content_hash=h)
         if progress:
             progress("read", i + 1, len(files))
     # Documents that disappeared from a scanned folder. Failed files keep their chunks.
@@ -478,7 +521,8 @@ def _commit(client, col, plan: _Plan, settings: Settings, rebuild: bool) -> tupl
     target = index.bm25_dir(settings, generation)
     build_from_collection(col, generation).save(target)
     index.commit(col, settings, generation, documents=len(final),
-                 chunks=sum(len(d.ids) for d in final.values()), corpus_hash=corpus_hash)
+                 chunks=sum(len(d.ids) for d in final.values()), corpus_hash=corpus_hash,
+                 facets=index.count_facets(d.facets for d in final.values()))
     if rebuild:
         name = settings.collection
         if store.get_collection(client, name) is not None:
