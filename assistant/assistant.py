@@ -15,7 +15,7 @@ from assistant.answer.focus import analyse, carry
 from assistant.answer import provenance
 from assistant.answer.extractive import REVIEWED_TYPES
 from assistant.answer.verify import split_marked, unsupported
-from assistant.conversation import needs_context, rewrite, with_filters
+from assistant.conversation import Standalone, needs_context, standalone, with_filters
 from assistant.errors import PsyqaError
 from assistant.lexicon import DISPLAY_NAMES
 from assistant.models import Answer, Turn
@@ -66,9 +66,12 @@ class Assistant:
         turns = [t if isinstance(t, Turn) else Turn.model_validate(t) for t in (history or [])]
         q = clean_user_text(question or "")
 
+        interp = Standalone(q)
+
         def done(answer: Answer) -> Answer:
             timings["total"] = (time.perf_counter() - t0) * 1000
             answer.timings_ms = {k: round(v, 2) for k, v in timings.items()}
+            answer.carried, answer.filter_topics = list(interp.carried), list(interp.from_filters)
             return answer
 
         fixed = self._screen(q)
@@ -76,10 +79,8 @@ class Assistant:
             yield fixed.answer
             yield done(fixed)
             return
-        standalone = self.answerer.condense(q, turns) if turns else None
-        standalone = standalone or rewrite(q, turns)
-        if filters is not None:
-            standalone = with_filters(standalone, filters.substances, filters.conditions)
+        interp = self._standalone(q, turns, filters)
+        standalone = interp.text
         decision = safety.check_followup(q, [t.content for t in turns if t.role == "user"])
         if decision is None and standalone != q:
             decision = safety.check(standalone)
@@ -157,6 +158,24 @@ class Assistant:
                 parts.append(Evidence(part.text, part, part_hits, self.settings.min_evidence, vec))
         return Evidence(question, focus, hits, self.settings.min_evidence, vectors[0], parts,
                         corpus.names if corpus else frozenset())
+
+    def _standalone(self, q: str, turns: list[Turn], filters: Filters | None) -> Standalone:
+        """The question made standalone: the answerer's condensed question (a language model),
+        else the rule-based rewrite with the corpus vocabulary. A topic filter outranks what
+        earlier turns would carry, which only the rule-based rewrite can drop, so with one set
+        the rules decide."""
+        subs = filters.substances if filters is not None else []
+        conds = filters.conditions if filters is not None else []
+        condensed = self.answerer.condense(q, turns) if turns and not (subs or conds) else None
+        if condensed:
+            return Standalone(with_filters(condensed, subs, conds))
+        return standalone(q, turns, substances=subs, conditions=conds, known=self._known)
+
+    def _known(self, word: str) -> bool:
+        """Whether `word` occurs in the indexed passages (the loaded BM25 vocabulary; before
+        the first search every word counts as known)."""
+        lex = self.services._bm25
+        return lex.knows(word) if lex is not None else True
 
     def _corpus_terms(self):
         try:

@@ -113,6 +113,17 @@ class BM25Index:
                 out.append((self.ids[int(i)], float(s)))
         return out
 
+    def knows(self, text: str) -> bool:
+        """Whether every word of `text` (tokenised and stemmed as the index is) occurs in it."""
+        import bm25s
+
+        vocab = getattr(self.retriever, "vocab_dict", None) or {}
+        with self._lock:
+            tokens = bm25s.tokenize([text], stopwords="en", stemmer=self._stem, show_progress=False,
+                                    return_ids=False)
+        words = tokens[0] if tokens else []
+        return bool(words) and all(w in vocab for w in words)
+
     def save(self, directory: Path) -> None:
         """Write atomically: a temp dir renamed into place, so a reader never sees half a file."""
         directory.parent.mkdir(parents=True, exist_ok=True)

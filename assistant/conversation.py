@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from assistant.lexicon import DISPLAY_NAMES, find_conditions, find_substances, normalize
 from assistant.models import Turn
@@ -132,57 +133,241 @@ def _topic(history: Sequence[Turn]) -> tuple[list[str], list[str]]:
     return [], []
 
 
-def _join(slugs: list[str]) -> str:
+def _join(slugs: Sequence[str]) -> str:
     names = [DISPLAY_NAMES.get(s, s) for s in slugs]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def rewrite(question: str, history: list[Turn]) -> str:
+# ------------------------------------------------------------------ named things
+
+# Words shaped like names but never the name of a trial, place or group.
+_NOT_NAMES = frozenset(
+    "i ok okay january february march april may june july august september october november "
+    "december monday tuesday wednesday thursday friday saturday sunday".split())
+# Groups of people the literature studies; kept only when the corpus uses the word (`known`).
+POPULATIONS = ("veterans", "adolescents", "children", "older adults", "elderly", "women",
+               "pregnant people", "first responders", "young adults", "healthy volunteers")
+_POPULATION = re.compile(r"\b(" + "|".join(p.rstrip("s") for p in POPULATIONS) + r")s?\b")
+_WORD = re.compile(r"[^\W_][\w'\-]*")
+_SENTENCE_GAP = re.compile(r"[.!?:;\n]")
+# "there" as a place ("Is it legal there?"), not the expletive of "is there" / "there are".
+_THERE = re.compile(r"(?<!\bis )(?<!\bare )(?<!\bwas )(?<!\bwere )\bthere\b"
+                    r"(?!\s*(?:is|are|was|were|be|been|'s|have|has)\b)")
+
+Known = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class Names:
+    """Named things of a text. `ids` are letters with digits or acronyms (MAPP2, COMP005,
+    NCT03537014, FDA): they belong to the substance they were asked about. `names` are
+    capitalised words inside a sentence (Oregon, New Mexico, Stanford, Bogenschutz) and groups of
+    people (veterans, adolescents)."""
+
+    ids: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+
+
+def _is_id(word: str) -> bool:
+    has_digit = any(ch.isdigit() for ch in word)
+    has_alpha = any(ch.isalpha() for ch in word)
+    return (has_digit and has_alpha) or (word.isupper() and word.isalpha() and len(word) >= 2)
+
+
+def _lexicon_term(word: str) -> bool:
+    return bool(find_substances(word) or find_conditions(word))
+
+
+def find_names(text: str, known: Known | None = None) -> Names:
+    """Trial names, places, people and groups named in `text`, by their shape (see `Names`).
+
+    Substances and conditions are not names here (the lexicon has them), nor are sentence-initial
+    capitalised words ("Tell", "Is"), months and days. With `known` (the corpus vocabulary: does
+    this word occur in the indexed passages?) only names the corpus uses are kept, so the list is
+    derived from the data rather than kept by hand.
+
+    Args:
+        text: One turn of the conversation.
+        known: Whether a name occurs in the corpus; None keeps every shaped name.
+
+    Returns:
+        The ids and names in order of first appearance, without duplicates.
+    """
+    ids: list[str] = []
+    names: list[str] = []
+    keep = known or (lambda _w: True)
+    words = list(_WORD.finditer(text or ""))
+    i = 0
+    while i < len(words):
+        word = words[i].group(0).strip("'-")
+        initial = i == 0 or bool(_SENTENCE_GAP.search(text[words[i - 1].end():words[i].start()]))
+        if word and _is_id(word) and not (initial and word.isalpha() and len(word) < 3):
+            if not _lexicon_term(word) and word.lower() not in _NOT_NAMES and word not in ids and keep(word):
+                ids.append(word)
+            i += 1
+            continue
+        if word[:1].isupper() and not word.isupper() and not initial:
+            j = i + 1  # consecutive capitalised words are one name ("New Mexico")
+            while (j < len(words) and words[j].group(0)[:1].isupper()
+                   and text[words[j - 1].end():words[j].start()] == " "):
+                j += 1
+            name = " ".join(w.group(0).strip("'-") for w in words[i:j])
+            if (not _lexicon_term(name) and name.lower() not in _NOT_NAMES and name not in names
+                    and keep(name)):
+                names.append(name)
+            i = j
+            continue
+        i += 1
+    for m in _POPULATION.finditer(normalize(text or "")):
+        group = next(p for p in POPULATIONS if p.startswith(m.group(1)))
+        if group not in names and keep(group):
+            names.append(group)
+    return Names(tuple(ids), tuple(names))
+
+
+def _carried_names(history: Sequence[Turn], known: Known | None) -> Names:
+    """The names the conversation is currently about, replayed like `_topic`: a question that
+    does not lean on earlier turns starts afresh; a follow-up replaces only the kind of name it
+    gives ("and MAPP1?" replaces MAPP2, keeps Oregon), and a follow-up naming another substance
+    drops the trial names of the old one. Only user turns count: answers name many things."""
+    ids: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    for turn in history:
+        if turn.role != "user":
+            continue
+        found = find_names(turn.content, known)
+        if not needs_context(turn.content):
+            ids, names = found.ids, found.names
+            continue
+        if found.ids:
+            ids = found.ids
+        elif find_substances(turn.content):
+            ids = ()
+        if found.names:
+            names = found.names
+    return Names(ids, names)
+
+
+# ------------------------------------------------------------------ the standalone question
+
+@dataclass(frozen=True)
+class Standalone:
+    """A question made standalone, and what was added to it.
+
+    `carried` lists what came from earlier turns (display names), `from_filters` what came from
+    the sidebar filters; the app's caption shows both. `text` always contains the user's
+    question verbatim."""
+
+    text: str
+    carried: tuple[str, ...] = ()
+    from_filters: tuple[str, ...] = ()
+
+
+def standalone(question: str, history: Sequence[Turn | dict], *, substances: Sequence[str] = (),
+               conditions: Sequence[str] = (), known: Known | None = None) -> Standalone:
+    """Make a follow-up standalone and name the filters' topics, filters first.
+
+    Carries the conversation's substances, conditions and names (trials, places, groups) into a
+    question that leans on earlier turns, as `rewrite` describes. Sidebar filters (`substances`,
+    `conditions`) outrank what earlier turns carried: with a substance filter no substance is
+    carried from history (nor the trial names of a substance outside the filter), and the
+    filter's own topics are named instead when the question names none of its own.
+
+    Args:
+        question: The user's latest question.
+        history: Earlier turns, oldest first, not including `question`.
+        substances: Substance slugs of the sidebar filter (empty: no filter).
+        conditions: Condition slugs of the sidebar filter.
+        known: Whether a name occurs in the corpus (see `find_names`).
+
+    Returns:
+        The standalone question with what was carried and what the filters added.
+    """
+    q = question.strip()
+    if not q:
+        return Standalone(question)
+    turns = [_as_turn(t) for t in history]
+    q_subs, q_conds = find_substances(q), find_conditions(q)
+    carry_subs: list[str] = []
+    carry_conds: list[str] = []
+    carry_ids: tuple[str, ...] = ()
+    carry_names: tuple[str, ...] = ()
+    if turns and _leans_on_history(q, q_subs, q_conds):
+        topic_subs, topic_conds = _topic(turns)
+        carry_subs = [] if q_subs else list(topic_subs)
+        carry_conds = [] if q_conds else list(topic_conds)
+        norm = normalize(q)
+        own = find_names(q, known)
+        found = _carried_names(turns, known)
+        carry_ids = () if (own.ids or q_subs) else found.ids
+        if (_is_followup(norm) or _THERE.search(norm)) and not own.names:
+            carry_names = found.names
+        if substances:  # the filter outranks history
+            if carry_subs and not set(carry_subs) <= set(substances):
+                carry_ids = ()
+            carry_subs = []
+        if conditions:
+            carry_conds = []
+    add_subs = carry_subs + ([] if q_subs or carry_subs else list(substances))
+    add_conds = carry_conds + ([] if q_conds or carry_conds else list(conditions))
+    text = _with_topic(q, add_subs, add_conds, carry_ids, carry_names)
+    if text is None:
+        return Standalone(question)
+    carried = tuple(carry_ids) + tuple(DISPLAY_NAMES.get(s, s) for s in carry_subs + carry_conds) \
+        + tuple(carry_names)
+    from_filters = tuple(DISPLAY_NAMES.get(s, s) for s in add_subs + add_conds
+                         if s not in carry_subs and s not in carry_conds)
+    return Standalone(text, carried, from_filters)
+
+
+def _leans_on_history(q: str, subs: list[str], conds: list[str]) -> bool:
+    """Whether `rewrite` would carry anything into `q` (the rules in its docstring)."""
+    norm = normalize(q)
+    if _is_followup(norm) or _THERE.search(norm):
+        return True  # with both named, only names can still be missing ("and psilocybin there?")
+    if not subs and not conds:
+        return needs_context(q)
+    return not subs and _has_anaphora(norm)
+
+
+def rewrite(question: str, history: list[Turn], known: Known | None = None) -> str:
     """Make a follow-up question standalone by carrying the conversation's topic forward.
 
     The user's words are never dropped or reworded: the stripped question is kept
-    verbatim and the carried substances and conditions are appended in parentheses, e.g.
-    "What are its side effects? (about MDMA for PTSD)". Only what is missing is carried:
+    verbatim and the carried names, substances and conditions are appended in parentheses,
+    e.g. "What are its side effects? (about MDMA for PTSD)" or "and the placebo group? (about
+    MAPP2 and MDMA for PTSD)". Only what is missing is carried:
     a question naming a substance gets conditions only when it is clearly a follow-up
     ("and what about psilocybin?" -> "(for PTSD)"); a question naming a condition gets
     substances only when it is a follow-up or uses anaphora ("Does it help depression?").
-    A question that names both, or is self-contained, is returned unchanged, as is any
+    Trial names and acronyms (MAPP2, COMP005) travel with the substance they were asked about;
+    places, people and groups (Oregon, veterans) only into continuations ("and MDMA?") or a
+    question that says "there". A self-contained question is returned unchanged, as is any
     question when the history is empty.
 
     Args:
         question: The user's latest question.
         history: Earlier turns, oldest first, not including `question`.
+        known: Whether a name occurs in the corpus (see `find_names`); None keeps every name.
 
     Returns:
         The standalone question; `question.strip()` is always a substring of it.
     """
     if not history:
         return question
-    q = question.strip()
-    if not q:
-        return question
-    norm = normalize(q)
-    subs, conds = find_substances(q), find_conditions(q)
-    if subs and conds:
-        return question
-    if not subs and not conds and not needs_context(q):
-        return question
-    if subs and not _is_followup(norm):
-        return question
-    if conds and not (_is_followup(norm) or _has_anaphora(norm)):
-        return question
-
-    topic_subs, topic_conds = _topic([_as_turn(t) for t in history])
-    carry_subs = [] if subs else [s for s in topic_subs if s not in subs]
-    carry_conds = [] if conds else [c for c in topic_conds if c not in conds]
-    return _with_topic(q, carry_subs, carry_conds) or question
+    return standalone(question, history, known=known).text
 
 
-def _with_topic(q: str, substances: Sequence[str], conditions: Sequence[str]) -> str | None:
-    """`q (about X for Y)`, or None when there is nothing to add."""
-    parts = ([f"about {_join(list(substances))}"] if substances else []) + (
+def _with_topic(q: str, substances: Sequence[str], conditions: Sequence[str],
+                ids: Sequence[str] = (), names: Sequence[str] = ()) -> str | None:
+    """`q (about MAPP2 and X for Y, Oregon)`, or None when there is nothing to add."""
+    about = list(ids) + [DISPLAY_NAMES.get(s, s) for s in substances]
+    parts = ([f"about {_join(about)}"] if about else []) + (
         [f"for {_join(list(conditions))}"] if conditions else [])
-    return f"{q} ({' '.join(parts)})" if parts else None
+    text = " ".join(parts)
+    if names:
+        text = (text + ", " if text else "about ") + _join(list(names))
+    return f"{q} ({text})" if text else None
 
 
 def with_filters(question: str, substances: Sequence[str], conditions: Sequence[str]) -> str:

@@ -123,3 +123,9 @@ class Answer(BaseModel):
                           "answerability (0-1) of its best sentence, which abstention compares "
                           "with min_evidence (for a multi-part question, its least certain part). "
                           "None for fixed answers (safety, empty or over-long questions)")
+    carried: list[str] = Field(
+        default_factory=list, description="What a follow-up carried from earlier turns (MAPP2, MDMA)"
+    )
+    filter_topics: list[str] = Field(
+        default_factory=list, description="Topics the sidebar filters added to the question"
+    )
