@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from assistant import bench, feedback
+from assistant import bench, feedback, saved
 from assistant.bench.gold import DEFAULT_GOLD, DEFAULT_QUALITY, DEFAULT_SAFETY, KINDS
 from assistant.errors import PsyqaError
 from assistant.settings import Settings, load_settings
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_eval(sub)
     bench.register(sub)
     feedback.register(sub)
+    saved.register(sub)
     args = parser.parse_args(argv)
     settings = None
     try:
@@ -295,6 +296,7 @@ def _usage(problem: str) -> int:
 
 
 def cmd_status(args, settings: Settings) -> int:
+    from assistant.chat import human_time, ingest_lines, ingest_state
     from ingest.status import index_status
 
     st = index_status(settings)
@@ -303,19 +305,24 @@ def cmd_status(args, settings: Settings) -> int:
         return 0
     if not st["indexed"]:
         print(f"No index yet ({st['store']}). Run 'psyqa ingest'.")
+        for line in ingest_lines(st):
+            print(line)
         return 0
     print(f"store:           {st['store']}")
     print(f"documents:       {st['documents']}")
     print(f"chunks:          {st['chunks']}")
     print(f"embedding model: {st['embedding_model']}")
-    print(f"last ingest:     {st['last_ingest']}")
+    print(f"last indexed:    {human_time(st['last_ingest'])}")
     print(f"corpus hash:     {st['corpus_hash']}")
-    drift = st["drift"]
+    for line in ingest_lines(st):
+        print(line)
+    drift, pending = st["drift"], set(ingest_state(st)["pending"])
     if any(drift.values()):
-        print("drift from the corpus folder (run 'psyqa ingest'):")
+        hint = "run 'psyqa ingest'" if pending else "fix the failed files above, then run 'psyqa ingest'"
+        print(f"drift from the corpus folder ({hint}):")
         for kind, items in drift.items():
             for item in items:
-                print(f"  {kind}: {item}")
+                print(f"  {kind}: {item}" + ("" if item in pending else " (failed in the last run, unchanged since)"))
     else:
         print("in step with the corpus folder")
     return 0

@@ -1,0 +1,143 @@
+"""What the chat app (and `psyqa status`) shows, as pure functions: dates, filters, follow-ups, ingest state.
+
+app.py draws widgets; the wording and the decisions behind them live here so they can be tested
+without a browser: human dates, the filter options the index holds (with document counts), the
+active filters as chips, the note when filters leave no evidence, the caption of what a follow-up
+carried, and the state of the last ingest run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+
+from assistant.lexicon import DISPLAY_NAMES
+from assistant.models import Answer
+
+# The filterable fields (assistant.index.FACETS) and their labels in the app.
+FIELDS: dict[str, str] = {"substances": "Substance", "conditions": "Condition",
+                          "source_types": "Source type"}
+
+
+# ----------------------------------------------------------------------------- dates
+
+def now() -> str:
+    """The current UTC time as ISO 8601 (seconds), as the app stores it."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def human_time(iso: str | None) -> str:
+    """An ISO timestamp as people write it: "1 Dec 2026, 23:13 UTC" ("unknown" for none)."""
+    if not iso:
+        return "unknown"
+    try:
+        t = dt.datetime.fromisoformat(str(iso))
+    except ValueError:
+        return str(iso)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    t = t.astimezone(dt.timezone.utc)
+    return f"{t.day} {t:%b %Y, %H:%M} UTC"
+
+
+# ----------------------------------------------------------------------------- filters
+
+def value_label(field: str, value: str) -> str:
+    """How a filter value is shown: "MDMA", "treatment-resistant depression", "summary"."""
+    return DISPLAY_NAMES.get(value, value) if field != "source_types" else value
+
+
+def options(facets: Mapping[str, Mapping[str, int]], field: str) -> list[str]:
+    """The values of `field` that the index holds (at least one document), by label."""
+    counts = facets.get(field) or {}
+    return sorted((v for v, n in counts.items() if n > 0), key=lambda v: value_label(field, v).lower())
+
+
+def option_label(facets: Mapping[str, Mapping[str, int]], field: str, value: str) -> str:
+    """"ketamine (6)": the value and how many indexed documents carry it."""
+    n = (facets.get(field) or {}).get(value, 0)
+    return f"{value_label(field, value)} ({n})"
+
+
+def active(filters: Mapping[str, Sequence[str]]) -> list[tuple[str, str, str]]:
+    """Each active filter value as (field, value, chip label "Substance: ketamine")."""
+    return [(f, v, f"{FIELDS[f]}: {value_label(f, v)}") for f in FIELDS for v in filters.get(f) or ()]
+
+
+def summary(filters: Mapping[str, Sequence[str]]) -> str:
+    """"Substance: ketamine, esketamine; Source type: review" ("" without filters)."""
+    return "; ".join(f"{FIELDS[f]}: {', '.join(value_label(f, v) for v in filters[f])}"
+                     for f in FIELDS if filters.get(f))
+
+
+def no_match_note(filters: Mapping[str, Sequence[str]]) -> str:
+    """What to say when the filters, not the corpus, left the question without evidence."""
+    n = sum(len(filters.get(f) or ()) for f in FIELDS)
+    which = "that filter" if n == 1 else "these filters"
+    return f"No passage matches {summary(filters)}; without {which} the sources do cover this."
+
+
+def excluded_by_filters(assistant, question: str, history: list, filters) -> bool:
+    """Whether the filters, not the corpus, are why `question` found no evidence: asked again
+    without them, it is answered. Called only after a filtered no-evidence answer."""
+    if filters is None or filters.empty():
+        return False
+    return assistant.ask(question, history, None).status == "answered"
+
+
+# ----------------------------------------------------------------------------- follow-ups
+
+def interpretation(ans: Answer, typed: str) -> str | None:
+    """The caption under an answer whose question was read with more than was typed:
+    "Interpreted as: and the placebo group? (about MAPP2 and MDMA for PTSD) · carried from
+    earlier questions: MAPP2, MDMA, PTSD" (plain text: the app escapes it)."""
+    if not ans.standalone_question or not typed or ans.standalone_question.strip() == typed.strip():
+        return None
+    text = f"Interpreted as: {ans.standalone_question}"
+    if ans.carried:
+        text += f" · carried from earlier questions: {', '.join(ans.carried)}"
+    if ans.filter_topics:
+        text += f" · from the filters: {', '.join(ans.filter_topics)}"
+    return text
+
+
+# ----------------------------------------------------------------------------- ingest state
+
+def ingest_state(status: Mapping) -> dict:
+    """The last ingest run as the sidebar and `psyqa status` show it.
+
+    Returns {"ran": "1 Dec 2026, 23:13 UTC" or None, "stopped": error or None, "failed": [{path,
+    problem, fix, serving_previous, unfixed}], "pending": files changed since that ingest apart
+    from failures nobody fixed yet (running ingest again helps only for these)}."""
+    run = status.get("last_run") or {}
+    unfixed = set(status.get("unfixed") or ())
+    failed = [{"path": f.get("path", ""), "problem": f.get("problem") or f.get("error", ""),
+               "fix": f.get("fix") or "", "serving_previous": bool(f.get("serving_previous")),
+               "unfixed": f.get("path") in unfixed} for f in run.get("failed") or ()]
+    drift = status.get("drift") or {}
+    pending = sorted({p for items in drift.values() for p in items} - unfixed)
+    return {"ran": human_time(run["finished"]) if run.get("finished") else None,
+            "stopped": run.get("stopped"), "failed": failed, "pending": pending}
+
+
+def failure_line(f: Mapping) -> str:
+    """One failed file: what readers get now, why it failed and the fix."""
+    served = ("its previous version is still being served" if f["serving_previous"]
+              else "it is not in the index")
+    text = f"{f['path']}: {served}. Why: {f['problem']}."
+    if f.get("fix"):
+        text += f" Fix: {f['fix']}, then run `psyqa ingest`."
+    return text
+
+
+def ingest_lines(status: Mapping) -> list[str]:
+    """`ingest_state` as plain lines (the CLI's `psyqa status`)."""
+    state = ingest_state(status)
+    lines = []
+    if state["ran"]:
+        n = len(state["failed"])
+        outcome = (f"stopped: {state['stopped']}" if state["stopped"]
+                   else f"{n} file{'s' if n != 1 else ''} failed" if n else "every file indexed")
+        lines.append(f"last ingest run: {state['ran']} ({outcome})")
+    lines += ["  " + failure_line(f) for f in state["failed"]]
+    return lines
