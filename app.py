@@ -1,6 +1,9 @@
 """psyqa chat app (Streamlit). UI only: answers, retrieval and storage live in assistant/ and ingest/.
 
 Corpus text is always shown as escaped Markdown (assistant.transcript); nothing is rendered as HTML.
+A question reruns only the chat fragment (`chat_area`: the turns since the last full run and the
+input), not the sidebar, the index status or the earlier messages, so the wait after Enter does not
+grow with the conversation; a full run folds the new turns into the history now and then.
 """
 
 from __future__ import annotations
@@ -8,20 +11,29 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import typing
 
 import streamlit as st
 
-from assistant import feedback, messages, transcript
+from assistant import chat, feedback, messages, saved, transcript
 from assistant.errors import PsyqaError
-from assistant.lexicon import CONDITIONS, DISPLAY_NAMES, SUBSTANCES
-from assistant.models import Answer, SourceType
+from assistant.models import Answer
 from assistant.settings import Settings, load_settings
 
 log = logging.getLogger("psyqa.app")
 esc = transcript.escape_markdown
 
 STATUS_ICONS = {"no_evidence": "🔎", "declined": "ℹ️", "crisis": "🆘"}
+FILTER_KEYS = {"substances": "f_sub", "conditions": "f_cond", "source_types": "f_type"}
+# Turns the chat fragment draws before a full run folds them into the history (so a fragment run
+# never redraws more than this many turns, however long the conversation).
+LIVE_TURNS = 3
+# Closes the sidebar on a narrow screen (it covers the answer there) after an example was chosen.
+CLOSE_SIDEBAR_JS = """export default function () {
+  if (window.innerWidth > 768) return;
+  const bar = document.querySelector('[data-testid="stSidebar"][data-collapsed="false"]');
+  const button = document.querySelector('[data-testid="stSidebarCollapseButton"] button');
+  if (bar && button) button.click();
+}"""
 
 
 # ------------------------------------------------------------------ heavy objects, built once
@@ -67,6 +79,15 @@ def get_status(env_key: tuple) -> dict:
     return index_status(get_settings(env_key))
 
 
+@st.cache_resource(show_spinner=False)
+def close_sidebar_component():
+    return st.components.v2.component("psyqa_close_sidebar", js=CLOSE_SIDEBAR_JS)
+
+
+def db_path():
+    return feedback.db_path(get_settings(_env_key()))
+
+
 def show_unexpected(exc: BaseException, where: str) -> None:
     log.error("unexpected error while %s", where, exc_info=exc)
     st.error(f"Something went wrong while {where} ({type(exc).__name__}). The details are in the "
@@ -86,7 +107,7 @@ def index_corpus(settings: Settings, key: tuple) -> None:
 
         report = run(None, settings, progress=progress, embedder=get_assistant(key).services.embedder)
         for f in report.failed:
-            st.warning(f"Not indexed: {f['path']}: {f['error']}")
+            st.warning(esc(f"Not indexed: {f['path']}: {f['error']}"))
         box.update(label=f"Indexed {report.documents_total} documents ({report.chunks_total} chunks) "
                    f"in {report.seconds:.0f} s", state="complete", expanded=False)
     get_status.clear()
@@ -113,6 +134,62 @@ def ensure_index(key: tuple) -> dict | None:
     return None
 
 
+# ------------------------------------------------------------------ conversation state
+
+def restore_conversation() -> None:
+    """A new session starts with the conversation saved under the URL's id (a reload), if any."""
+    ss = st.session_state
+    if "conv_id" in ss:
+        return
+    cid = st.query_params.get("c")
+    loaded = saved.load(db_path(), cid) if saved.valid_id(cid) else None
+    ss.messages, ss.conv_id = (loaded, cid) if loaded else ([], saved.new_id())
+    if cid and not loaded:
+        st.query_params.pop("c", None)
+        st.toast("That conversation is no longer saved; this is a new one.", icon="🗑️")
+
+
+def persist() -> None:
+    ss = st.session_state
+    try:
+        saved.save(db_path(), ss.conv_id, ss.messages)
+        if st.query_params.get("c") != ss.conv_id:
+            st.query_params["c"] = ss.conv_id
+    except Exception as exc:  # noqa: BLE001 - the answer is shown; only the copy for a reload is lost
+        log.error("could not save the conversation", exc_info=exc)
+        st.toast("This conversation could not be saved: a reload will lose it.", icon="⚠️")
+
+
+def reset_chat(delete: bool = False) -> None:
+    """New chat (and, with `delete`, remove the saved copy): no messages, no filters, a new id."""
+    ss = st.session_state
+    if delete:
+        saved.delete(db_path(), ss.conv_id)
+    ss.messages, ss.conv_id, ss.full_rerun = [], saved.new_id(), True
+    ss.chat_id = ss.get("chat_id", 0) + 1
+    clear_filters()
+    st.query_params.pop("c", None)
+
+
+def ask_later(question: str, *, clear: bool = False, close_sidebar: bool = False) -> None:
+    """Widget callback: ask `question` on the next run (redrawing the whole page first)."""
+    ss = st.session_state
+    # Clearing the filters changes the sidebar: a fragment run could not redraw it.
+    ss.pending, ss.full_rerun, ss.close_sidebar = question, clear or ss.get("full_rerun", False), close_sidebar
+    if clear:
+        clear_filters()
+
+
+def drop_filter(field: str, value: str) -> None:
+    key = FILTER_KEYS[field]
+    st.session_state[key] = [v for v in st.session_state.get(key, []) if v != value]
+
+
+def clear_filters() -> None:
+    for key in FILTER_KEYS.values():
+        st.session_state[key] = []
+
+
 # ------------------------------------------------------------------ rendering
 
 def render_sources(ans: Answer) -> None:
@@ -137,7 +214,9 @@ def render_sources(ans: Answer) -> None:
         st.caption(f"ℹ️ {esc(note)}")
 
 
+@st.fragment
 def render_feedback(i: int, msg: dict) -> None:
+    """Rating one answer reruns only this fragment."""
     ans: Answer = msg["answer"]
     key = f"{st.session_state.chat_id}-{i}"
     if msg.get("feedback"):
@@ -146,17 +225,19 @@ def render_feedback(i: int, msg: dict) -> None:
     with st.expander("Rate this answer"):
         comment = st.text_input("Comment (optional)", key=f"comment-{key}", max_chars=feedback.MAX_COMMENT)
         wrong = st.checkbox("The evidence is wrong", key=f"wrong-{key}")
-        left, right, _ = st.columns([1, 1, 4])
-        rating = 1 if left.button("👍 Helpful", key=f"up-{key}") else -1 if right.button(
-            "👎 Not helpful", key=f"down-{key}") else 0
+        with st.container(horizontal=True, gap="small"):
+            up = st.button("👍 Helpful", key=f"up-{key}", width="content")
+            down = st.button("👎 Not helpful", key=f"down-{key}", width="content")
+    rating = 1 if up else -1 if down else 0
     if rating:
         try:
-            feedback.save(feedback.db_path(get_settings(_env_key())), question=msg.get("question", ""),
-                          answer=ans.answer, chunk_ids=[c.chunk_id for c in ans.citations],
+            feedback.save(db_path(), question=msg.get("question", ""), answer=ans.answer,
+                          chunk_ids=[c.chunk_id for c in ans.citations],
                           corpus_hash=msg.get("corpus_hash"), rating=rating, comment=comment,
                           evidence_wrong=wrong, status=ans.status)
             msg["feedback"] = "helpful" if rating > 0 else "not helpful"
-            st.rerun()
+            persist()
+            st.rerun(scope="fragment")
         except Exception as exc:  # noqa: BLE001
             show_unexpected(exc, "saving feedback")
 
@@ -167,47 +248,52 @@ def render_answer(i: int, msg: dict, slot=None) -> None:
         st.error(esc(msg["error"]), icon="⚠️")
         return
     ans: Answer = msg["answer"]
-    body = slot if slot is not None else st.empty()
+    body = slot if slot is not None else st
     text = transcript.answer_markdown(ans.answer)
-    if ans.status == "crisis":
-        body.error(text, icon=STATUS_ICONS["crisis"])
-    elif ans.status == "no_evidence":
-        body.warning(text, icon=STATUS_ICONS["no_evidence"])
-    elif ans.status == "declined":
-        body.info(text, icon=STATUS_ICONS["declined"])
+    show = {"crisis": body.error, "no_evidence": body.warning, "declined": body.info}.get(ans.status)
+    if show:
+        show(text, icon=STATUS_ICONS[ans.status])
     else:
         body.markdown(text)
-    typed = msg.get("question", "")
-    if ans.standalone_question and typed and ans.standalone_question.strip() != typed.strip():
-        st.caption(f"Interpreted as: {esc(ans.standalone_question)}")
+    if msg.get("filter_note"):
+        st.markdown(f"**{esc(msg['filter_note'])}**")
+        st.button("Ask without filters", key=f"unfilter-{st.session_state.chat_id}-{i}",
+                  icon=":material/filter_alt_off:", on_click=ask_later, args=(msg["question"],),
+                  kwargs={"clear": True})
+    caption = chat.interpretation(ans, msg.get("question", ""))
+    if caption:
+        st.caption(esc(caption))
     render_sources(ans)
     st.caption(f"⚠️ {esc(ans.caveat)}")
     render_feedback(i, msg)
 
 
-def history_turns() -> list[dict]:
-    turns = []
-    for m in st.session_state.messages:
-        if m["role"] == "user":
-            turns.append({"role": "user", "content": m["content"]})
-        elif "answer" in m:
-            turns.append({"role": "assistant", "content": m["answer"].answer})
-    return turns
+def render_message(i: int, msg: dict) -> None:
+    with st.chat_message(msg["role"]):
+        if msg["role"] == "user":
+            st.markdown(esc(msg["content"]))
+        else:
+            render_answer(i, msg)
 
 
-def ask(question: str, filters, status: dict) -> None:
+def ask(question: str, filters: dict, status: dict) -> None:
     """Show the question, stream the answer, then its sources, caveat and feedback controls."""
-    history = history_turns()
+    from assistant.retrieve import Filters
+
+    turns = st.session_state.messages
+    history = chat.history_turns(turns)
     with st.chat_message("user"):
         st.markdown(esc(question))
-    st.session_state.messages.append({"role": "user", "content": question})
-    msg: dict = {"role": "assistant", "question": question, "corpus_hash": status.get("corpus_hash")}
+    turns.append({"role": "user", "content": question})
+    msg: dict = {"role": "assistant", "question": question, "corpus_hash": status.get("corpus_hash"),
+                 "asked_at": chat.now(), "filters": filters}
     with st.chat_message("assistant"):
         slot = st.empty()
         final: list[Answer] = []
+        qa, wanted = get_assistant(_env_key()), Filters(**filters)
 
         def pieces():
-            for part in get_assistant(_env_key()).ask_stream(question, history, filters):
+            for part in qa.ask_stream(question, history, wanted):
                 if isinstance(part, Answer):
                     final.append(part)
                 else:
@@ -217,81 +303,163 @@ def ask(question: str, filters, status: dict) -> None:
             with slot.container():
                 st.write_stream(pieces())
             msg["answer"] = final[-1]
+            if final[-1].status == "no_evidence" and chat.excluded_by_filters(qa, question, history, wanted):
+                msg["filter_note"] = chat.no_match_note(filters)
         except PsyqaError as exc:
             msg["error"] = str(exc)
         except Exception as exc:  # noqa: BLE001 - the edge: never show a traceback
             log.error("unexpected error while answering", exc_info=exc)
             msg["error"] = (f"Something went wrong while answering ({type(exc).__name__}). The "
                             "details are in the terminal log of the app; please report them.")
-        st.session_state.messages.append(msg)
+        turns.append(msg)
         slot.empty()
-        render_answer(len(st.session_state.messages) - 1, msg, slot)
+        render_answer(len(turns) - 1, msg, slot)
+    persist()
 
 
 # ------------------------------------------------------------------ page
 
-def sidebar(status: dict | None):
-    from assistant.retrieve import Filters
+def corpus_state(sb, status: dict) -> None:
+    """Corpus size, when it was indexed, and what the last ingest run left to fix."""
+    sb.markdown(f"**Corpus:** {status['documents']} documents, {status['chunks']} chunks  \n"
+                f"**Last indexed:** {chat.human_time(status.get('last_ingest'))}")
+    state = chat.ingest_state(status)
+    if state["stopped"]:
+        sb.error(esc(f"The last ingest ({state['ran']}) stopped before it finished: "
+                     f"{state['stopped']} The index is as it was before."), icon="⚠️")
+    if state["failed"]:
+        n = len(state["failed"])
+        box = sb.expander(f"⚠️ Last ingest ({state['ran']}): {n} file{'s' * (n != 1)} failed",
+                          expanded=True)
+        for f in state["failed"]:
+            box.markdown(esc(chat.failure_line(f)))
+    if state["pending"]:
+        sb.caption(f"{len(state['pending'])} corpus file(s) changed since the last indexing: run "
+                   "`psyqa ingest`.")
 
+
+def sidebar(status: dict):
+    """The sidebar's full-run part; returns the active filters {field: [values]} and the slot of
+    the backend caption."""
+    ss = st.session_state
     sb = st.sidebar
     sb.header("psyqa")
-    if status:
-        sb.markdown(f"**Corpus:** {status['documents']} documents, {status['chunks']} chunks  \n"
-                    f"**Last indexed:** {esc(str(status.get('last_ingest') or 'unknown'))}")
-        if any(status.get("drift", {}).values()):
-            sb.caption("The corpus folder changed since the last indexing: run `psyqa ingest`.")
-    subs = sb.multiselect("Substance", list(SUBSTANCES), format_func=DISPLAY_NAMES.get, key="f_sub")
-    conds = sb.multiselect("Condition", list(CONDITIONS), format_func=DISPLAY_NAMES.get, key="f_cond")
-    types = sb.multiselect("Source type", list(typing.get_args(SourceType)), key="f_type")
-    sb.subheader("Example questions")
-    clicked = None
+    corpus_state(sb, status)
+    facets, filters = status.get("facets") or {}, {}
+    for field, key in FILTER_KEYS.items():
+        opts = chat.options(facets, field)
+        ss[key] = [v for v in ss.get(key, []) if v in opts]  # values the index no longer holds
+        # A field whose one value every document carries would filter nothing: not offered.
+        if len(opts) > 1 or ss[key] or (opts and facets[field][opts[0]] < status["documents"]):
+            filters[field] = sb.multiselect(chat.FIELDS[field], opts, key=key,
+                                            format_func=lambda v, f=field: chat.option_label(facets, f, v))
+    sb.button("New chat", icon=":material/add_comment:", key="new_chat", on_click=reset_chat)
+    return filters, sb.empty()
+
+
+def sidebar_tools(status: dict, filters: dict) -> None:
+    """The sidebar's part that depends on the conversation, drawn by the chat fragment so that a
+    question never needs a full run to update it."""
+    msgs = st.session_state.messages
+
+    def meta() -> dict:
+        return {"exported_at": chat.now(), "documents": status["documents"],
+                "corpus_hash": status.get("corpus_hash"), "filters": filters}
+
+    with st.sidebar:
+        st.button("Delete this conversation", icon=":material/delete:", key="delete_chat",
+                  on_click=reset_chat, kwargs={"delete": True}, disabled=not msgs,
+                  help="Removes it from this server's database and starts a new chat.")
+        st.caption("Download this conversation")
+        with st.container(horizontal=True, gap="small"):
+            st.download_button("Markdown", key="download", on_click="ignore", icon=":material/download:",
+                               data=lambda: transcript.to_markdown(msgs, meta()), disabled=not msgs,
+                               file_name="psyqa-conversation.md", mime="text/markdown")
+            st.download_button("JSON", key="download_json", on_click="ignore", icon=":material/data_object:",
+                               data=lambda: transcript.to_json(msgs, meta()), disabled=not msgs,
+                               file_name="psyqa-conversation.json", mime="application/json")
+        if msgs:  # on an empty chat the examples and the privacy line are in the main column
+            st.subheader("Example questions")
+            for n, q in enumerate(messages.EXAMPLES):
+                st.button(q, key=f"example-{n}", width="stretch", on_click=ask_later, args=(q,),
+                          kwargs={"close_sidebar": True})
+            st.warning(messages.PRIVACY, icon="🔒")
+
+
+def filter_chips(filters: dict) -> None:
+    """Active filters above the chat input, each removable with one click."""
+    items = chat.active(filters)
+    if not items:
+        return
+    with st.bottom, st.container(horizontal=True, gap="small", key="filter_chips"):
+        for field, value, label in items:
+            st.button(label, key=f"chip-{field}-{value}", icon=":material/close:", icon_position="right",
+                      on_click=drop_filter, args=(field, value), help="Remove this filter")
+        if len(items) > 1:
+            st.button("Clear filters", key="chip-clear", type="tertiary", on_click=clear_filters)
+
+
+def first_view() -> None:
+    """An empty chat: the examples and the privacy line in the main column (on a phone the
+    sidebar is closed)."""
+    st.markdown("**Try one of these questions**")
     for n, q in enumerate(messages.EXAMPLES):
-        if sb.button(q, key=f"example-{n}", use_container_width=True):
-            clicked = q
-    if sb.button("New chat", icon=":material/add_comment:", key="new_chat"):
-        st.session_state.messages = []
-        st.session_state.chat_id += 1
+        st.button(q, key=f"start-{n}", width="stretch", on_click=ask_later, args=(q,))
+    st.warning(messages.PRIVACY, icon="🔒")
+
+
+@st.fragment
+def chat_area(history, status: dict, filters: dict) -> None:
+    """The new question and its answer, the turns asked since the last full run, the first view,
+    and the sidebar's conversation tools. Turns are written into `history` (the container the
+    full run fills with the earlier ones), so folding them into it moves nothing on the page."""
+    ss = st.session_state
+    if ss.get("full_rerun"):  # a callback changed what the whole page shows (filters, history)
         st.rerun()
-    # Filled at the end of the run: the chat input is drawn before the assistant is imported,
-    # and the download includes the newest answer.
-    backend, download = sb.empty(), sb.empty()
-    sb.warning(messages.PRIVACY, icon="🔒")
-    return Filters(substances=subs, conditions=conds, source_types=types), clicked, (backend, download)
+    with st.bottom:  # pinned below the chat (inside a fragment it would be drawn in place)
+        typed = st.chat_input("Ask about a treatment or trial…", key="chat")
+    question = typed or ss.pop("pending", None)
+    with history:
+        st.empty()  # Streamlit lets a fragment write into a container it wrote to in the full run
+        for i in range(ss.live_from, len(ss.messages)):
+            render_message(i, ss.messages[i])
+        if question:
+            ask(question, filters, status)
+    if not ss.messages:
+        first_view()
+    if ss.pop("close_sidebar", False):
+        close_sidebar_component()(key=f"close-sidebar-{len(ss.messages)}")
+    sidebar_tools(status, filters)
+    if question and len(ss.messages) - ss.live_from >= 2 * LIVE_TURNS:
+        st.rerun()  # fold the new turns into the history: the next fragment run draws none
 
 
 def main() -> None:
     st.set_page_config(page_title="psyqa", page_icon="📚", layout="centered")
-    st.session_state.setdefault("messages", [])
-    st.session_state.setdefault("chat_id", 0)
-    st.info(messages.BANNER, icon="ℹ️")
+    ss = st.session_state
+    ss.setdefault("chat_id", 0)
+    # The banner and every turn live in one container, so the chat fragment's own elements (and
+    # with them its id) stay at the same place in the page: a question typed during a full run
+    # is answered, not lost.
+    history = st.container()
+    history.info(messages.BANNER, icon="ℹ️")
     key = _env_key()
     status = ensure_index(key)
-    filters, clicked, (backend, download) = sidebar(status)
-    if status is not None:
-        chat(status, filters, clicked)
-        try:
-            backend.caption(f"Answer backend: {get_assistant(key).backend}")
-        except Exception as exc:  # noqa: BLE001
-            log.error("backend unavailable", exc_info=exc)
-    download.download_button("Download conversation (Markdown)", key="download",
-                             data=transcript.to_markdown(st.session_state.messages),
-                             file_name="psyqa-conversation.md", mime="text/markdown",
-                             disabled=not st.session_state.messages, icon=":material/download:")
-    if status is not None:
-        warm_up(key)
-
-
-def chat(status: dict, filters, clicked: str | None) -> None:
-    for i, msg in enumerate(st.session_state.messages):
-        with st.chat_message(msg["role"]):
-            if msg["role"] == "user":
-                st.markdown(esc(msg["content"]))
-            else:
-                render_answer(i, msg)
-    typed = st.chat_input("Ask about psychedelic-assisted or related treatments…", key="chat")
-    question = typed or clicked
-    if question:
-        ask(question, filters, status)
+    if status is None:
+        return
+    restore_conversation()
+    ss.live_from, ss.full_rerun = len(ss.messages), False
+    filters, backend = sidebar(status)
+    filter_chips(filters)
+    with history:
+        for i, msg in enumerate(ss.messages):
+            render_message(i, msg)
+    chat_area(history, status, filters)
+    try:
+        backend.caption(f"Answer backend: {get_assistant(key).backend}")
+    except Exception as exc:  # noqa: BLE001
+        log.error("backend unavailable", exc_info=exc)
+    warm_up(key)
 
 
 try:

@@ -87,6 +87,18 @@ def excluded_by_filters(assistant, question: str, history: list, filters) -> boo
 
 # ----------------------------------------------------------------------------- follow-ups
 
+def history_turns(messages: Sequence[Mapping]) -> list[dict]:
+    """The chat's messages as the turns `Assistant.ask` reads: questions, and the text of each
+    answer (an error shown instead of an answer is not a turn)."""
+    turns = []
+    for m in messages:
+        if m.get("role") == "user":
+            turns.append({"role": "user", "content": m.get("content", "")})
+        elif m.get("answer") is not None:
+            turns.append({"role": "assistant", "content": m["answer"].answer})
+    return turns
+
+
 def interpretation(ans: Answer, typed: str) -> str | None:
     """The caption under an answer whose question was read with more than was typed:
     "Interpreted as: and the placebo group? (about MAPP2 and MDMA for PTSD) · carried from

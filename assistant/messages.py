@@ -180,8 +180,9 @@ def stopped_early_note(reason: str) -> str:
 
 BANNER: str = ("Information from a curated corpus — not medical advice. Answers quote and cite the "
                "sources; check them before acting.")
-PRIVACY: str = ("Do not enter patient-identifying information: questions are kept in this browser "
-                "session and feedback is stored on the server.")
+PRIVACY: str = ("Do not enter patient-identifying information: this conversation is saved on the "
+                "server that runs psyqa, under the random id in this page's address, until you "
+                "delete it (sidebar); feedback is stored there too. Nothing is sent anywhere else.")
 EXAMPLES: list[str] = [
     "What did the MAPP1 trial of MDMA for PTSD find?",
     "Is ibogaine dangerous for the heart?",
