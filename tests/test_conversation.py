@@ -258,3 +258,97 @@ def test_filters_name_the_topic_of_a_question_without_one(question, subs, conds,
     got = with_filters(question, subs, conds)
     assert got == expected
     assert question.strip() in got  # the user's words are never changed
+
+
+# ------------------------------------------------------------------ named things
+
+from assistant.conversation import find_names, standalone  # noqa: E402
+
+MAPP2 = [U("What did the MAPP2 trial find?"),
+         A("MAPP2 (Mitchell et al., 2023) tested MDMA-assisted therapy for PTSD [1].")]
+
+
+@pytest.mark.parametrize("text, ids, names", [
+    ("What did the MAPP2 trial find?", ("MAPP2",), ()),
+    ("Tell me about COMP005 and the FDA in May 2024", ("COMP005", "FDA"), ()),
+    ("What about 5-HT2A and NCT03537014?", ("5-HT2A", "NCT03537014"), ()),
+    ("Is psilocybin legal in New Mexico and Colorado?", (), ("New Mexico", "Colorado")),
+    ("What did the Stanford ibogaine study in veterans with TBI find?", (), ("Stanford", "veterans")),
+    ("What did Bogenschutz 2022 find for AUD?", (), ("Bogenschutz",)),
+    # substances and conditions are the lexicon's (MDMA, PTSD, Spravato, GH001), not names;
+    # a capitalised first word is not a name
+    ("Does MDMA help PTSD? Spravato and GH001 too.", (), ()),
+    ("Oregon allows it?", (), ()),
+])
+def test_names_are_found_by_their_shape(text, ids, names) -> None:
+    found = find_names(text)
+    assert (found.ids, found.names) == (ids, names)
+
+
+def test_names_the_corpus_does_not_use_are_dropped() -> None:
+    known = {"MAPP2", "Oregon"}.__contains__
+    assert find_names("Is MAPP3 like MAPP2 in Oregon and Narnia?", known).ids == ("MAPP2",)
+    assert find_names("Is MAPP3 like MAPP2 in Oregon and Narnia?", known).names == ("Oregon",)
+
+
+def test_a_follow_up_carries_the_trial_it_is_about() -> None:
+    got = standalone("and the placebo group?", MAPP2)
+    assert got.text == "and the placebo group? (about MAPP2 and MDMA for PTSD)"
+    assert got.carried == ("MAPP2", "MDMA", "PTSD") and got.from_filters == ()
+    assert rewrite("What were its side effects?", MAPP2) == (
+        "What were its side effects? (about MAPP2 and MDMA for PTSD)")
+
+
+def test_a_question_naming_its_own_trial_or_substance_drops_the_old_trial() -> None:
+    assert rewrite("and MAPP1?", MAPP2) == "and MAPP1? (about MDMA for PTSD)"
+    assert rewrite("what about psilocybin?", MAPP2) == "what about psilocybin? (for PTSD)"
+
+
+def test_a_new_question_forgets_the_old_trial() -> None:
+    history = MAPP2 + [U("Is ketamine legal in Germany?"), A("...")]
+    assert "MAPP2" not in rewrite("What are its side effects?", history)
+
+
+def test_places_travel_into_continuations_and_there() -> None:
+    oregon = [U("Is psilocybin legal in Oregon?"), A("Oregon Measure 109 ... [1]")]
+    assert rewrite("and MDMA?", oregon) == "and MDMA? (about Oregon)"
+    assert rewrite("Is ketamine legal there?", oregon) == "Is ketamine legal there? (about Oregon)"
+    # a side-effect question is not about the place
+    assert rewrite("What are its side effects?", oregon) == "What are its side effects? (about psilocybin)"
+    # "is there" is not a place
+    assert rewrite("Is there evidence for ketamine in depression?", oregon) == (
+        "Is there evidence for ketamine in depression?")
+
+
+def test_a_filter_outranks_the_topic_carried_from_history() -> None:
+    history = [U("Does psilocybin help depression?"), A("Psilocybin ... [1]")]
+    got = standalone("What are the main risks?", history, substances=["ketamine", "esketamine"])
+    assert "psilocybin" not in got.text
+    assert got.text == "What are the main risks? (about ketamine and esketamine for depression)"
+    assert got.carried == ("depression",) and got.from_filters == ("ketamine", "esketamine")
+    # and the trial names of a substance outside the filter are not carried either
+    got = standalone("and the placebo group?", MAPP2, substances=["ketamine"])
+    assert "MAPP2" not in got.text and "MDMA" not in got.text
+    # a condition filter replaces the carried condition, keeps the carried substance
+    got = standalone("What are its side effects?", MDMA_PTSD, conditions=["depression"])
+    assert got.text == "What are its side effects? (about MDMA for depression)"
+
+
+def test_filters_alone_name_their_topics() -> None:
+    got = standalone("What are the main risks?", [], substances=["ketamine"])
+    assert got.text == "What are the main risks? (about ketamine)" and got.from_filters == ("ketamine",)
+    assert standalone("Is psilocybin legal?", [], substances=["mdma"]).text == "Is psilocybin legal?"
+
+
+if given is not None:
+    @settings(max_examples=300, deadline=None)
+    @given(question=_text, history=st.lists(_turn, max_size=6),
+           subs=st.lists(st.sampled_from(["mdma", "ketamine", "psilocybin"]), max_size=2),
+           conds=st.lists(st.sampled_from(["ptsd", "depression"]), max_size=1))
+    def test_standalone_keeps_the_users_words(question, history, subs, conds) -> None:
+        got = standalone(question, history, substances=subs, conditions=conds)
+        assert question.strip() in got.text
+        if subs:  # a substance filter: no substance is carried from history
+            from assistant.lexicon import DISPLAY_NAMES, SUBSTANCES
+
+            assert not set(got.carried) & {DISPLAY_NAMES[s] for s in SUBSTANCES}
