@@ -1,5 +1,11 @@
 """Corpus validation: front matter, vocabulary, size, and every figure traced to the fact base.
 
+Two kinds of file live in corpus/. The project's own starter summaries are marked by
+`source_type: summary` with a `facts:` list: for them the 20-30 documents rule, the required
+provenance fields and the trace of every figure to the vetted fact base apply. Any other file a
+maintainer adds is checked for what every file needs: front matter that validates (with the
+canonical vocabulary the filters use) and text that ingest can index.
+
 Each test collects every problem before asserting, so a writer sees all failures in one run.
 
 What counts as a "figure" (see `figures()`):
@@ -49,9 +55,27 @@ CONDITIONS = {"ptsd", "depression", "treatment-resistant-depression", "alcohol-u
 MIN_DOCS, MAX_DOCS = 20, 30
 
 
-def corpus_docs() -> list[Path]:
-    """Every indexed corpus document (README.md is for maintainers and is not indexed)."""
-    return sorted(p for p in CORPUS.glob("*.md") if p.name.lower() != "readme.md")
+def corpus_docs(root: Path = CORPUS) -> list[Path]:
+    """Every Markdown corpus document (README.md is for maintainers and is not indexed)."""
+    return sorted(p for p in root.rglob("*.md") if p.name.lower() != "readme.md"
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+def is_starter(meta) -> bool:
+    """One of the project's own summaries: `source_type: summary` with a `facts:` list."""
+    return meta.source_type == "summary" and bool(meta.facts)
+
+
+def starter_docs(root: Path = CORPUS) -> list[Path]:
+    out = []
+    for path in corpus_docs(root):
+        try:
+            meta, _ = read_doc(path)
+        except DocumentError:
+            continue  # reported by test_every_file_has_valid_front_matter
+        if is_starter(meta):
+            out.append(path)
+    return out
 
 
 def facts_path() -> Path:
@@ -157,18 +181,19 @@ def read_doc(path: Path):
 
 
 def test_corpus_size():
-    docs = corpus_docs()
+    docs = starter_docs()
     assert MIN_DOCS <= len(docs) <= MAX_DOCS, (
-        f"corpus/ has {len(docs)} documents (excluding README.md); expected {MIN_DOCS}-{MAX_DOCS}: "
-        + ", ".join(p.name for p in docs))
+        f"corpus/ has {len(docs)} starter summaries (source_type: summary with facts:); expected "
+        f"{MIN_DOCS}-{MAX_DOCS}: " + ", ".join(p.name for p in docs))
 
 
-def test_front_matter_and_vocabulary():
-    docs = corpus_docs()
-    assert docs, f"no documents in {CORPUS}"
+def front_matter_problems(root: Path) -> list[str]:
+    """What any Markdown file needs: front matter that validates, the canonical vocabulary, an
+    `as_of` for jurisdictions, an id that matches the file, a body; and for the starter summaries
+    the provenance fields."""
     problems: list[str] = []
-    for path in docs:
-        name = path.name
+    for path in corpus_docs(root):
+        name = path.relative_to(root).as_posix()
         try:
             meta, body = read_doc(path)
         except DocumentError as exc:
@@ -176,17 +201,6 @@ def test_front_matter_and_vocabulary():
             continue
         if meta.id is not None and meta.id != path.stem:
             problems.append(f"{name}: id '{meta.id}' should equal the file stem '{path.stem}'")
-        if meta.source_type is None:
-            problems.append(f"{name}: missing 'source_type'")
-        if meta.reviewed is None:
-            problems.append(f"{name}: missing 'reviewed'")
-        if not meta.sources:
-            problems.append(f"{name}: 'sources' is empty")
-        if not meta.facts:
-            problems.append(f"{name}: 'facts' is empty")
-        for f in meta.facts:
-            if not re.fullmatch(r"F\d+", f):
-                problems.append(f"{name}: fact '{f}' is not an F-number like 'F12'")
         for s in meta.substances:
             if s not in SUBSTANCES:
                 problems.append(f"{name}: substance '{s}' is not canonical ({sorted(SUBSTANCES)})")
@@ -197,7 +211,54 @@ def test_front_matter_and_vocabulary():
             problems.append(f"{name}: has jurisdictions {meta.jurisdictions} but no 'as_of'")
         if not body.strip():
             problems.append(f"{name}: empty body")
+        if is_starter(meta):
+            if meta.reviewed is None:
+                problems.append(f"{name}: missing 'reviewed'")
+            if not meta.sources:
+                problems.append(f"{name}: 'sources' is empty")
+            for f in meta.facts:
+                if not re.fullmatch(r"F\d+", f):
+                    problems.append(f"{name}: fact '{f}' is not an F-number like 'F12'")
+    return problems
+
+
+def index_problems(root: Path, tmp_path: Path) -> list[str]:
+    """What ingest would refuse, for every supported file (Markdown, text, HTML, PDF)."""
+    from assistant.settings import Settings
+    from ingest.pipeline import run
+
+    report = run([root], Settings(data_dir=tmp_path / "data", corpus_dir=root), check=True)
+    return [f"{f['path']}: {f['error']}" for f in report.failed]
+
+
+def test_every_file_has_valid_front_matter():
+    assert corpus_docs(), f"no documents in {CORPUS}"
+    problems = front_matter_problems(CORPUS)
     assert not problems, f"{len(problems)} front-matter problem(s):\n" + "\n".join(problems)
+
+
+def test_every_file_can_be_indexed(tmp_path):
+    problems = index_problems(CORPUS, tmp_path)
+    assert not problems, f"{len(problems)} file(s) ingest would refuse:\n" + "\n".join(problems)
+
+
+def test_a_maintainers_own_files_need_only_what_any_file_needs(tmp_path):
+    """A 31st file, a file without facts and a text file do not break the suite; a broken one does."""
+    import shutil
+
+    root = tmp_path / "corpus"
+    shutil.copytree(CORPUS, root)
+    (root / "clinic-notes.md").write_text(
+        "---\ntitle: Our clinic's ketamine protocol\nsource_type: guideline\nsubstances: [ketamine]\n"
+        "facts: []\n---\n\n# Our clinic's ketamine protocol\n\nPatients are observed for 2 hours.\n")
+    (root / "extra").mkdir()
+    (root / "extra" / "handout.txt").write_text("A plain handout with 3 figures: 10, 20 and 30.\n")
+    assert len(corpus_docs(root)) == len(corpus_docs()) + 1  # e.g. a 31st Markdown file
+    assert front_matter_problems(root) == [] and index_problems(root, tmp_path) == []
+    assert len(starter_docs(root)) == len(starter_docs())  # not traced against the fact base
+    (root / "broken.md").write_text("---\ntitle: [oops\n---\n\nBody.\n")
+    assert any(p.startswith("broken.md:") for p in front_matter_problems(root))
+    assert any(p.startswith("broken.md:") for p in index_problems(root, tmp_path))
 
 
 def test_vendored_fact_base_matches_the_shared_one():
@@ -215,12 +276,9 @@ def test_figures_traced_to_cited_facts():
     facts = load_facts(str(fpath))
     problems: list[str] = []
     checked = 0
-    for path in corpus_docs():
+    for path in starter_docs():
         name = path.name
-        try:
-            meta, body = read_doc(path)
-        except DocumentError:
-            continue  # reported by test_front_matter_and_vocabulary
+        meta, body = read_doc(path)
         cited = []
         for f in meta.facts:
             if f not in facts:
