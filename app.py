@@ -22,7 +22,9 @@ from assistant.settings import Settings, load_settings
 log = logging.getLogger("psyqa.app")
 esc = transcript.escape_markdown
 
-STATUS_ICONS = {"no_evidence": "🔎", "declined": "ℹ️", "crisis": "🆘"}
+# Material icons: Streamlit ships their font, while emoji need one on the reader's machine.
+STATUS_ICONS = {"no_evidence": ":material/search_off:", "declined": ":material/info:",
+                "crisis": ":material/emergency:"}
 FILTER_KEYS = {"substances": "f_sub", "conditions": "f_cond", "source_types": "f_type"}
 # Turns the chat fragment draws before a full run folds them into the history (so a fragment run
 # never redraws more than this many turns, however long the conversation).
@@ -216,18 +218,20 @@ def render_sources(ans: Answer) -> None:
 
 @st.fragment
 def render_feedback(i: int, msg: dict) -> None:
-    """Rating one answer reruns only this fragment."""
+    """Rating one answer reruns only this fragment; the thanks replace the controls at once."""
     ans: Answer = msg["answer"]
     key = f"{st.session_state.chat_id}-{i}"
+    slot = st.empty()
     if msg.get("feedback"):
-        st.caption(f"Thanks, your feedback was saved ({msg['feedback']}).")
+        slot.caption(f"Thanks, your feedback was saved ({msg['feedback']}).")
         return
-    with st.expander("Rate this answer"):
+    with slot.container(), st.expander("Rate this answer"):
         comment = st.text_input("Comment (optional)", key=f"comment-{key}", max_chars=feedback.MAX_COMMENT)
         wrong = st.checkbox("The evidence is wrong", key=f"wrong-{key}")
         with st.container(horizontal=True, gap="small"):
-            up = st.button("👍 Helpful", key=f"up-{key}", width="content")
-            down = st.button("👎 Not helpful", key=f"down-{key}", width="content")
+            up = st.button("Helpful", key=f"up-{key}", icon=":material/thumb_up:", width="content")
+            down = st.button("Not helpful", key=f"down-{key}", icon=":material/thumb_down:",
+                             width="content")
     rating = 1 if up else -1 if down else 0
     if rating:
         try:
@@ -237,7 +241,7 @@ def render_feedback(i: int, msg: dict) -> None:
                           evidence_wrong=wrong, status=ans.status)
             msg["feedback"] = "helpful" if rating > 0 else "not helpful"
             persist()
-            st.rerun(scope="fragment")
+            slot.caption(f"Thanks, your feedback was saved ({msg['feedback']}).")
         except Exception as exc:  # noqa: BLE001
             show_unexpected(exc, "saving feedback")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from assistant import transcript
+from assistant import feedback, saved, transcript
 from assistant.settings import Settings
 from ingest.status import index_status
 
@@ -94,6 +94,11 @@ def last_answer(at: AppTest):
     return at.chat_message[-1]
 
 
+def plain(md: str) -> str:
+    """Escaped Markdown as the text it renders."""
+    return re.sub(r"\\(.)", r"\1", md.replace("  \n", "\n"))
+
+
 def no_traceback(at: AppTest) -> None:
     assert not at.exception
     assert not any("Traceback" in t for t in texts(at.main) + texts(at.sidebar))
@@ -128,27 +133,39 @@ def test_question_gets_cited_answer_sources_and_caveat(app, app_index):
 def test_follow_up_uses_history_and_shows_interpretation(app):
     ask(app, "What did the MAPP2 trial of MDMA find?")
     ask(app, "What about its side effects?")
-    caps = [c.value for c in last_answer(app).get("caption")]
+    caps = [plain(c.value) for c in last_answer(app).get("caption")]
     interpreted = [c for c in caps if c.startswith("Interpreted as:")]
     assert interpreted and "MDMA" in interpreted[0], caps
+    assert "carried from earlier questions: MAPP2" in interpreted[0], caps
     assert len(app.session_state["messages"]) == 4
 
 
 @pytest.mark.slow
-def test_example_button_asks_itself(app):
-    app.sidebar.button(key="example-1").click().run()
+def test_first_view_examples_ask_themselves_and_move_to_the_sidebar(app):
+    assert "start-1" in [b.key for b in app.main.button]
+    assert not [b for b in app.sidebar.button if (b.key or "").startswith("example-")]
+    assert any("patient-identifying" in w.value for w in app.main.warning)  # the privacy line
+    app.button(key="start-1").click().run()
     assert not app.exception
-    user = app.chat_message[0]
-    assert "ibogaine" in texts(user)[0]
+    assert "ibogaine" in texts(app.chat_message[0])[0]
     assert app.session_state["messages"][1]["answer"].status == "answered"
+    # the chat has begun: the examples and the privacy line are in the sidebar now
+    assert not [b for b in app.main.button if (b.key or "").startswith("start-")]
+    assert [b.key for b in app.sidebar.button if (b.key or "").startswith("example-")]
+    assert any("patient-identifying" in w.value for w in app.sidebar.warning)
+    app.sidebar.button(key="example-2").click().run()
+    assert not app.exception
+    assert "esketamine" in texts(app.chat_message[2])[0]
 
 
 @pytest.mark.slow
-def test_new_chat_clears_history(app):
+def test_new_chat_clears_history_and_filters(app):
+    app.sidebar.multiselect(key="f_sub").select("ketamine").run()
     ask(app, MAPP1)
     app.sidebar.button(key="new_chat").click().run()
     assert app.session_state["messages"] == []
     assert len(app.chat_message) == 0
+    assert app.sidebar.multiselect(key="f_sub").value == []
 
 
 @pytest.mark.slow
@@ -160,7 +177,7 @@ def test_feedback_is_stored(app, app_index):
     assert not app.exception
     assert any("feedback was saved" in c.value for c in app.caption)
     ans = app.session_state["messages"][1]["answer"]
-    conn = sqlite3.connect(app_index / "feedback.sqlite3")
+    conn = sqlite3.connect(feedback.db_path(Settings(data_dir=app_index)))
     conn.row_factory = sqlite3.Row
     row = conn.execute("SELECT * FROM feedback WHERE comment LIKE ? ORDER BY id DESC",
                        ("quotes%",)).fetchone()
@@ -176,15 +193,129 @@ def test_feedback_is_stored(app, app_index):
 def test_transcript_holds_what_was_shown(app):
     ask(app, MAPP1)
     ask(app, "where can I buy molly")
-    assert app.sidebar.get("download_button"), "download button missing"
-    md = transcript.to_markdown(app.session_state["messages"])
-    ans = app.session_state["messages"][1]["answer"]
-    assert "MAPP1 trial of MDMA for PTSD find" in md
-    assert transcript.answer_markdown(ans.answer) in md
-    for c in ans.citations:
-        assert transcript.escape_markdown(c.title) in md
+    assert len(app.sidebar.get("download_button")) == 2, "Markdown and JSON downloads"
+    msgs = app.session_state["messages"]
+    md = transcript.to_markdown(msgs)
+    ans = msgs[1]["answer"]
+    assert MAPP1 in md  # no backslash before the question mark
+    assert ans.citations[0].title in md
+    assert ans.citations[0].passage.split(".")[0][:40] in md.replace("**", "")  # the passage text
     assert md.count("not medical advice") == 2  # one caveat per answer
     assert "buy molly" in md and "Answer (declined)" in md
+    assert msgs[1]["asked_at"] and msgs[1]["corpus_hash"]  # what the export dates and versions
+
+
+@pytest.mark.slow
+def test_conversation_survives_a_reload_and_can_be_deleted(app, app_index, monkeypatch):
+    ask(app, MAPP1)
+    cid = app.query_params["c"][0] if isinstance(app.query_params["c"], list) else app.query_params["c"]
+    assert saved.valid_id(cid)
+    db = feedback.db_path(Settings(data_dir=app_index))
+    assert saved.load(db, cid)[0]["content"] == MAPP1
+    # a reload is a new session with the same URL
+    again = AppTest.from_file(APP, default_timeout=60)
+    again.query_params["c"] = cid
+    again.run()
+    assert not again.exception
+    assert len(again.chat_message) == 2 and MAPP1 in plain(texts(again.chat_message[0])[0])
+    assert again.session_state["messages"][1]["answer"].citations
+    again.sidebar.button(key="delete_chat").click().run()
+    assert not again.exception
+    assert again.session_state["messages"] == [] and len(again.chat_message) == 0
+    assert saved.load(db, cid) is None
+    # the deleted conversation's URL now opens a new, empty chat
+    third = AppTest.from_file(APP, default_timeout=60)
+    third.query_params["c"] = cid
+    third.run()
+    assert not third.exception and len(third.chat_message) == 0
+
+
+# ------------------------------------------------------------------ filters
+
+@pytest.mark.slow
+def test_filters_offer_only_indexed_values_with_counts(app, app_index):
+    facets = index_status(Settings(data_dir=app_index))["facets"]
+    subs = app.sidebar.multiselect(key="f_sub")
+    assert sorted(subs.options) == sorted(f"{transcript_label('substances', k)} ({n})"
+                                          for k, n in facets["substances"].items())
+    # every starter document is a summary: a Source type filter would filter nothing
+    assert set(facets["source_types"]) == {"summary"}
+    assert not [m for m in app.sidebar.multiselect if m.key == "f_type"]
+
+
+def transcript_label(field: str, value: str) -> str:
+    from assistant.chat import value_label
+
+    return value_label(field, value)
+
+
+@pytest.mark.slow
+def test_filter_chips_and_a_filter_that_excludes_everything(app):
+    app.sidebar.multiselect(key="f_sub").select("lsd").run()
+    app.sidebar.multiselect(key="f_cond").select("tobacco-use-disorder").run()
+    chips = [b.label for b in app.button if (b.key or "").startswith("chip-")]
+    assert "Substance: LSD" in chips and "Condition: tobacco use disorder" in chips, chips
+    ask(app, "Is ibogaine dangerous for the heart?")
+    msg = last_answer(app)
+    assert app.session_state["messages"][1]["answer"].status == "no_evidence"
+    note = " ".join(plain(t) for t in texts(msg))
+    assert ("No passage matches Substance: LSD; Condition: tobacco use disorder; without these "
+            "filters the sources do cover this.") in note, note
+    app.button(key="unfilter-0-1").click().run()
+    assert not app.exception
+    assert app.sidebar.multiselect(key="f_sub").value == []
+    assert app.session_state["messages"][3]["answer"].status == "answered"
+    assert app.session_state["messages"][2]["content"] == "Is ibogaine dangerous for the heart?"
+    assert not [b for b in app.button if (b.key or "").startswith("chip-")]
+
+
+@pytest.mark.slow
+def test_removing_a_chip_removes_the_filter(app):
+    app.sidebar.multiselect(key="f_sub").select("ketamine").select("esketamine").run()
+    app.button(key="chip-substances-ketamine").click().run()
+    assert not app.exception
+    assert app.sidebar.multiselect(key="f_sub").value == ["esketamine"]
+
+
+@pytest.mark.slow
+def test_a_filter_outranks_the_topic_of_earlier_turns(app):
+    ask(app, "Does psilocybin help depression?")
+    app.sidebar.multiselect(key="f_sub").select("ketamine").select("esketamine").run()
+    ask(app, "What are the main risks?")
+    ans = app.session_state["messages"][3]["answer"]
+    assert "psilocybin" not in ans.standalone_question
+    assert "ketamine" in ans.standalone_question and ans.filter_topics == ["ketamine", "esketamine"]
+    caption = [plain(c.value) for c in last_answer(app).get("caption") if "Interpreted" in c.value]
+    assert caption and "from the filters: ketamine, esketamine" in caption[0], caption
+    cited = {c.doc_id for c in ans.citations}
+    assert cited and all("psilocybin" not in d for d in cited), cited
+
+
+@pytest.mark.slow
+def test_sidebar_shows_a_failed_file_of_the_last_ingest(tmp_path, monkeypatch, embedder):
+    from ingest.pipeline import run
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in ("ibogaine-cardiac-risk-and-deaths.md", "lsd.md"):
+        (corpus / name).write_text((REPO / "corpus" / name).read_text())
+    settings = Settings(data_dir=tmp_path / "data", corpus_dir=corpus)
+    assert not run(None, settings, embedder=embedder).failed
+    broken = corpus / "lsd.md"
+    broken.write_text(broken.read_text().replace("title:", "title: [broken", 1))
+    assert run(None, settings, embedder=embedder).failed
+    monkeypatch.chdir(REPO)
+    only_env(monkeypatch, PSYQA_DATA_DIR=str(tmp_path / "data"), PSYQA_CORPUS_DIR=str(corpus))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    no_traceback(at)
+    box = [e for e in at.sidebar.expander if "failed" in e.label]
+    assert box and "1 file failed" in box[0].label, [e.label for e in at.sidebar.expander]
+    text = plain(" ".join(texts(box[0])))
+    assert "lsd.md: its previous version is still being served" in text, text
+    assert "malformed YAML" in text and "Fix:" in text
+    # the corpus changed only by the broken file: running ingest again would not help
+    assert not any("run `psyqa ingest`" in c.value and "changed" in c.value for c in at.sidebar.caption)
 
 
 # ------------------------------------------------------------------ statuses
