@@ -1,9 +1,8 @@
 """psyqa chat app (Streamlit). UI only: answers, retrieval and storage live in assistant/ and ingest/.
 
 Corpus text is always shown as escaped Markdown (assistant.transcript); nothing is rendered as HTML.
-A question reruns only the chat fragment (`chat_area`: the turns since the last full run and the
-input), not the sidebar, the index status or the earlier messages, so the wait after Enter does not
-grow with the conversation; a full run folds the new turns into the history now and then.
+A question reruns only the chat fragment (`chat_area`), not the sidebar, the index status or the
+earlier messages, so the wait after Enter does not grow with the conversation.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import threading
 
 import streamlit as st
 
-from assistant import chat, feedback, messages, saved, transcript
+from assistant import chat, feedback, messages, session, transcript
 from assistant.errors import PsyqaError
 from assistant.models import Answer
 from assistant.settings import Settings, load_settings
@@ -25,9 +24,7 @@ esc = transcript.escape_markdown
 # Material icons: Streamlit ships their font, while emoji need one on the reader's machine.
 STATUS_ICONS = {"no_evidence": ":material/search_off:", "declined": ":material/info:",
                 "crisis": ":material/emergency:"}
-FILTER_KEYS = {"substances": "f_sub", "conditions": "f_cond", "source_types": "f_type"}
-# Turns the chat fragment draws before a full run folds them into the history (so a fragment run
-# never redraws more than this many turns, however long the conversation).
+# Turns the chat fragment draws before a full run folds them into the history (its runs stay short).
 LIVE_TURNS = 3
 # Closes the sidebar on a narrow screen (it covers the answer there) after an example was chosen.
 CLOSE_SIDEBAR_JS = """export default function () {
@@ -92,8 +89,7 @@ def db_path():
 
 def show_unexpected(exc: BaseException, where: str) -> None:
     log.error("unexpected error while %s", where, exc_info=exc)
-    st.error(f"Something went wrong while {where} ({type(exc).__name__}). The details are in the "
-             "terminal log of the app; please report them.", icon="🛑")
+    st.error(chat.unexpected(exc, where), icon="🛑")
 
 
 # ------------------------------------------------------------------ first start: index corpus/
@@ -138,58 +134,9 @@ def ensure_index(key: tuple) -> dict | None:
 
 # ------------------------------------------------------------------ conversation state
 
-def restore_conversation() -> None:
-    """A new session starts with the conversation saved under the URL's id (a reload), if any."""
-    ss = st.session_state
-    if "conv_id" in ss:
-        return
-    cid = st.query_params.get("c")
-    loaded = saved.load(db_path(), cid) if saved.valid_id(cid) else None
-    ss.messages, ss.conv_id = (loaded, cid) if loaded else ([], saved.new_id())
-    if cid and not loaded:
-        st.query_params.pop("c", None)
-        st.toast("That conversation is no longer saved; this is a new one.", icon="🗑️")
-
-
 def persist() -> None:
-    ss = st.session_state
-    try:
-        saved.save(db_path(), ss.conv_id, ss.messages)
-        if st.query_params.get("c") != ss.conv_id:
-            st.query_params["c"] = ss.conv_id
-    except Exception as exc:  # noqa: BLE001 - the answer is shown; only the copy for a reload is lost
-        log.error("could not save the conversation", exc_info=exc)
+    if not session.save(st.session_state, st.query_params, db_path()):  # the answer is shown anyway
         st.toast("This conversation could not be saved: a reload will lose it.", icon="⚠️")
-
-
-def reset_chat(delete: bool = False) -> None:
-    """New chat (and, with `delete`, remove the saved copy): no messages, no filters, a new id."""
-    ss = st.session_state
-    if delete:
-        saved.delete(db_path(), ss.conv_id)
-    ss.messages, ss.conv_id, ss.full_rerun = [], saved.new_id(), True
-    ss.chat_id = ss.get("chat_id", 0) + 1
-    clear_filters()
-    st.query_params.pop("c", None)
-
-
-def ask_later(question: str, *, clear: bool = False, close_sidebar: bool = False) -> None:
-    """Widget callback: ask `question` on the next run (redrawing the whole page first)."""
-    ss = st.session_state
-    # Clearing the filters changes the sidebar: a fragment run could not redraw it.
-    ss.pending, ss.full_rerun, ss.close_sidebar = question, clear or ss.get("full_rerun", False), close_sidebar
-    if clear:
-        clear_filters()
-
-
-def drop_filter(field: str, value: str) -> None:
-    key = FILTER_KEYS[field]
-    st.session_state[key] = [v for v in st.session_state.get(key, []) if v != value]
-
-
-def clear_filters() -> None:
-    for key in FILTER_KEYS.values():
-        st.session_state[key] = []
 
 
 # ------------------------------------------------------------------ rendering
@@ -201,13 +148,9 @@ def render_sources(ans: Answer) -> None:
         st.markdown(f"**{esc(heading)}**")
         for c in cites:
             with st.expander(esc(transcript.source_label(c.model_dump()))):
-                badges = []
-                if c.source_type:
-                    badges.append(f":blue-badge[{esc(c.source_type)}]")
-                if c.as_of:
-                    badges.append(f":orange-badge[as of {esc(c.as_of)}]")
+                badges = transcript.badges_markdown(c.source_type, c.as_of)
                 if badges:
-                    st.markdown(" ".join(badges))
+                    st.markdown(badges)
                 st.markdown(transcript.highlight_markdown(c.passage, c.highlight))
                 st.caption(esc(c.source) + (f" · page {c.page}" if c.page else ""))
                 if c.url:
@@ -235,10 +178,8 @@ def render_feedback(i: int, msg: dict) -> None:
     rating = 1 if up else -1 if down else 0
     if rating:
         try:
-            feedback.save(db_path(), question=msg.get("question", ""), answer=ans.answer,
-                          chunk_ids=[c.chunk_id for c in ans.citations],
-                          corpus_hash=msg.get("corpus_hash"), rating=rating, comment=comment,
-                          evidence_wrong=wrong, status=ans.status)
+            feedback.save_for(db_path(), ans, msg.get("question", ""), msg.get("corpus_hash"),
+                              rating=rating, comment=comment, evidence_wrong=wrong)
             msg["feedback"] = "helpful" if rating > 0 else "not helpful"
             persist()
             slot.caption(f"Thanks, your feedback was saved ({msg['feedback']}).")
@@ -262,7 +203,7 @@ def render_answer(i: int, msg: dict, slot=None) -> None:
     if msg.get("filter_note"):
         st.markdown(f"**{esc(msg['filter_note'])}**")
         st.button("Ask without filters", key=f"unfilter-{st.session_state.chat_id}-{i}",
-                  icon=":material/filter_alt_off:", on_click=ask_later, args=(msg["question"],),
+                  icon=":material/filter_alt_off:", on_click=session.queue, args=(st.session_state, msg["question"]),
                   kwargs={"clear": True})
     caption = chat.interpretation(ans, msg.get("question", ""))
     if caption:
@@ -295,26 +236,16 @@ def ask(question: str, filters: dict, status: dict) -> None:
         slot = st.empty()
         final: list[Answer] = []
         qa, wanted = get_assistant(_env_key()), Filters(**filters)
-
-        def pieces():
-            for part in qa.ask_stream(question, history, wanted):
-                if isinstance(part, Answer):
-                    final.append(part)
-                else:
-                    yield transcript.answer_markdown(part)
-
         try:
             with slot.container():
-                st.write_stream(pieces())
+                st.write_stream(chat.markdown_pieces(qa.ask_stream(question, history, wanted), final))
             msg["answer"] = final[-1]
-            if final[-1].status == "no_evidence" and chat.excluded_by_filters(qa, question, history, wanted):
-                msg["filter_note"] = chat.no_match_note(filters)
+            msg["filter_note"] = chat.filter_note(qa, question, history, wanted, final[-1])
         except PsyqaError as exc:
             msg["error"] = str(exc)
         except Exception as exc:  # noqa: BLE001 - the edge: never show a traceback
             log.error("unexpected error while answering", exc_info=exc)
-            msg["error"] = (f"Something went wrong while answering ({type(exc).__name__}). The "
-                            "details are in the terminal log of the app; please report them.")
+            msg["error"] = chat.unexpected(exc, "answering")
         turns.append(msg)
         slot.empty()
         render_answer(len(turns) - 1, msg, slot)
@@ -325,21 +256,16 @@ def ask(question: str, filters: dict, status: dict) -> None:
 
 def corpus_state(sb, status: dict) -> None:
     """Corpus size, when it was indexed, and what the last ingest run left to fix."""
-    sb.markdown(f"**Corpus:** {status['documents']} documents, {status['chunks']} chunks  \n"
-                f"**Last indexed:** {chat.human_time(status.get('last_ingest'))}")
-    state = chat.ingest_state(status)
-    if state["stopped"]:
-        sb.error(esc(f"The last ingest ({state['ran']}) stopped before it finished: "
-                     f"{state['stopped']} The index is as it was before."), icon="⚠️")
-    if state["failed"]:
-        n = len(state["failed"])
-        box = sb.expander(f"⚠️ Last ingest ({state['ran']}): {n} file{'s' * (n != 1)} failed",
-                          expanded=True)
-        for f in state["failed"]:
-            box.markdown(esc(chat.failure_line(f)))
-    if state["pending"]:
-        sb.caption(f"{len(state['pending'])} corpus file(s) changed since the last indexing: run "
-                   "`psyqa ingest`.")
+    notes = chat.ingest_notes(status)
+    sb.markdown(esc(notes["corpus"]))
+    if notes["stopped"]:
+        sb.error(esc(notes["stopped"]), icon="⚠️")
+    if notes["failed"]:
+        box = sb.expander(notes["failed_title"], icon=":material/warning:", expanded=True)
+        for line in notes["failed"]:
+            box.markdown(esc(line))
+    if notes["pending"]:
+        sb.caption(esc(notes["pending"]))
 
 
 def sidebar(status: dict):
@@ -350,14 +276,14 @@ def sidebar(status: dict):
     sb.header("psyqa")
     corpus_state(sb, status)
     facets, filters = status.get("facets") or {}, {}
-    for field, key in FILTER_KEYS.items():
+    for field, key in session.FILTER_KEYS.items():
         opts = chat.options(facets, field)
         ss[key] = [v for v in ss.get(key, []) if v in opts]  # values the index no longer holds
-        # A field whose one value every document carries would filter nothing: not offered.
-        if len(opts) > 1 or ss[key] or (opts and facets[field][opts[0]] < status["documents"]):
+        if session.offered(facets, field, status["documents"], ss[key]):
             filters[field] = sb.multiselect(chat.FIELDS[field], opts, key=key,
                                             format_func=lambda v, f=field: chat.option_label(facets, f, v))
-    sb.button("New chat", icon=":material/add_comment:", key="new_chat", on_click=reset_chat)
+    sb.button("New chat", icon=":material/add_comment:", key="new_chat", on_click=session.reset,
+              args=(ss, st.query_params, db_path()))
     return filters, sb.empty()
 
 
@@ -365,14 +291,12 @@ def sidebar_tools(status: dict, filters: dict) -> None:
     """The sidebar's part that depends on the conversation, drawn by the chat fragment so that a
     question never needs a full run to update it."""
     msgs = st.session_state.messages
-
-    def meta() -> dict:
-        return {"exported_at": chat.now(), "documents": status["documents"],
-                "corpus_hash": status.get("corpus_hash"), "filters": filters}
+    meta = lambda: chat.export_meta(status, filters)  # noqa: E731 - read when a download is clicked
 
     with st.sidebar:
         st.button("Delete this conversation", icon=":material/delete:", key="delete_chat",
-                  on_click=reset_chat, kwargs={"delete": True}, disabled=not msgs,
+                  on_click=session.reset, args=(st.session_state, st.query_params, db_path(), True),
+                  disabled=not msgs,
                   help="Removes it from this server's database and starts a new chat.")
         st.caption("Download this conversation")
         with st.container(horizontal=True, gap="small"):
@@ -385,8 +309,8 @@ def sidebar_tools(status: dict, filters: dict) -> None:
         if msgs:  # on an empty chat the examples and the privacy line are in the main column
             st.subheader("Example questions")
             for n, q in enumerate(messages.EXAMPLES):
-                st.button(q, key=f"example-{n}", width="stretch", on_click=ask_later, args=(q,),
-                          kwargs={"close_sidebar": True})
+                st.button(q, key=f"example-{n}", width="stretch", on_click=session.queue,
+                          args=(st.session_state, q), kwargs={"close_sidebar": True})
             st.warning(messages.PRIVACY, icon="🔒")
 
 
@@ -398,9 +322,11 @@ def filter_chips(filters: dict) -> None:
     with st.bottom, st.container(horizontal=True, gap="small", key="filter_chips"):
         for field, value, label in items:
             st.button(label, key=f"chip-{field}-{value}", icon=":material/close:", icon_position="right",
-                      on_click=drop_filter, args=(field, value), help="Remove this filter")
+                      on_click=session.drop_filter, args=(st.session_state, field, value),
+                      help="Remove this filter")
         if len(items) > 1:
-            st.button("Clear filters", key="chip-clear", type="tertiary", on_click=clear_filters)
+            st.button("Clear filters", key="chip-clear", type="tertiary", on_click=session.clear_filters,
+                      args=(st.session_state,))
 
 
 def first_view() -> None:
@@ -408,7 +334,8 @@ def first_view() -> None:
     sidebar is closed)."""
     st.markdown("**Try one of these questions**")
     for n, q in enumerate(messages.EXAMPLES):
-        st.button(q, key=f"start-{n}", width="stretch", on_click=ask_later, args=(q,))
+        st.button(q, key=f"start-{n}", width="stretch", on_click=session.queue,
+                  args=(st.session_state, q))
     st.warning(messages.PRIVACY, icon="🔒")
 
 
@@ -442,16 +369,17 @@ def main() -> None:
     st.set_page_config(page_title="psyqa", page_icon="📚", layout="centered")
     ss = st.session_state
     ss.setdefault("chat_id", 0)
-    # The banner and every turn live in one container, so the chat fragment's own elements (and
-    # with them its id) stay at the same place in the page: a question typed during a full run
-    # is answered, not lost.
+    # The banner and every turn live in one container, so the chat fragment (and its id) stays at
+    # the same place in the page: a question typed during a full run is answered, not lost.
     history = st.container()
     history.info(messages.BANNER, icon="ℹ️")
     key = _env_key()
     status = ensure_index(key)
     if status is None:
         return
-    restore_conversation()
+    note = session.restore(ss, st.query_params, db_path())
+    if note:
+        st.toast(note, icon=":material/delete:")
     ss.live_from, ss.full_rerun = len(ss.messages), False
     filters, backend = sidebar(status)
     filter_chips(filters)

@@ -9,10 +9,11 @@ carried, and the state of the last ingest run.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from assistant.lexicon import DISPLAY_NAMES
 from assistant.models import Answer
+from assistant.transcript import answer_markdown
 
 # The filterable fields (assistant.index.FACETS) and their labels in the app.
 FIELDS: dict[str, str] = {"substances": "Substance", "conditions": "Condition",
@@ -77,6 +78,30 @@ def no_match_note(filters: Mapping[str, Sequence[str]]) -> str:
     return f"No passage matches {summary(filters)}; without {which} the sources do cover this."
 
 
+def export_meta(status: Mapping, filters: Mapping[str, Sequence[str]]) -> dict:
+    """What a downloaded conversation records about itself: when, which corpus version, which
+    filters were on when it was exported."""
+    return {"exported_at": now(), "documents": status.get("documents"),
+            "corpus_hash": status.get("corpus_hash"), "filters": dict(filters)}
+
+
+def markdown_pieces(stream, final: list) -> Iterator[str]:
+    """`Assistant.ask_stream` as the app streams it: each text piece as safe Markdown; the final
+    Answer is appended to `final`."""
+    for part in stream:
+        if isinstance(part, Answer):
+            final.append(part)
+        else:
+            yield answer_markdown(part)
+
+
+def filter_note(assistant, question: str, history: list, filters, ans: Answer) -> str | None:
+    """The note under a filtered no-evidence answer that the sources cover without the filters."""
+    if ans.status != "no_evidence" or not excluded_by_filters(assistant, question, history, filters):
+        return None
+    return no_match_note(filters.model_dump())
+
+
 def excluded_by_filters(assistant, question: str, history: list, filters) -> bool:
     """Whether the filters, not the corpus, are why `question` found no evidence: asked again
     without them, it is answered. Called only after a filtered no-evidence answer."""
@@ -130,6 +155,29 @@ def ingest_state(status: Mapping) -> dict:
     pending = sorted({p for items in drift.values() for p in items} - unfixed)
     return {"ran": human_time(run["finished"]) if run.get("finished") else None,
             "stopped": run.get("stopped"), "failed": failed, "pending": pending}
+
+
+def ingest_notes(status: Mapping) -> dict:
+    """The sidebar's corpus lines (plain text: the app escapes them): size and date, a stopped
+    run, the failed files with what is served and the fix, and files waiting for an ingest."""
+    state = ingest_state(status)
+    n, waiting = len(state["failed"]), len(state["pending"])
+    return {
+        "corpus": f"Corpus: {status.get('documents', 0)} documents, {status.get('chunks', 0)} chunks\n"
+                  f"Last indexed: {human_time(status.get('last_ingest'))}",
+        "stopped": (f"The last ingest ({state['ran']}) stopped before it finished: {state['stopped']} "
+                    "The index is as it was before.") if state["stopped"] else None,
+        "failed_title": f"Last ingest ({state['ran']}): {n} file{'s' * (n != 1)} failed",
+        "failed": [failure_line(f) for f in state["failed"]],
+        "pending": (f"{waiting} corpus file{'s' * (waiting != 1)} changed since the last indexing: "
+                    "run `psyqa ingest`.") if waiting else None,
+    }
+
+
+def unexpected(exc: BaseException, where: str) -> str:
+    """The message for an error nobody planned for (the details go to the app's log)."""
+    return (f"Something went wrong while {where} ({type(exc).__name__}). The details are in the "
+            "terminal log of the app; please report them.")
 
 
 def failure_line(f: Mapping) -> str:

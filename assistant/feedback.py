@@ -78,6 +78,14 @@ def save(path: Path | str, *, question: str, answer: str, chunk_ids: Iterable[st
         conn.close()
 
 
+def save_for(path: Path | str, answer, question: str, corpus_hash: str | None, *, rating: int,
+             comment: str = "", evidence_wrong: bool = False) -> int:
+    """`save` for an Answer as the app shows it (its text, cited chunk ids and status)."""
+    return save(path, question=question, answer=answer.answer,
+                chunk_ids=[c.chunk_id for c in answer.citations], corpus_hash=corpus_hash,
+                rating=rating, comment=comment, evidence_wrong=evidence_wrong, status=answer.status)
+
+
 def rows(path: Path | str) -> list[dict]:
     """All feedback rows, oldest first (an absent database has none)."""
     if not Path(path).exists():

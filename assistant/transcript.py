@@ -118,6 +118,14 @@ def link_markdown(url: str | None) -> str:
     return ""
 
 
+def badges_markdown(source_type: str | None, as_of: str | None) -> str:
+    """The source type and "as of" date of a citation as Streamlit badges ("" when neither)."""
+    badges = [f":blue-badge[{escape_markdown(source_type)}]"] if source_type else []
+    if as_of:
+        badges.append(f":orange-badge[as of {escape_markdown(as_of)}]")
+    return " ".join(badges)
+
+
 def source_label(c: Mapping) -> str:
     """The expander title of a citation: "[n] title — section/page" (plain text)."""
     where = " / ".join(x for x in (c.get("section") or "", f"page {c['page']}" if c.get("page") else "") if x)
