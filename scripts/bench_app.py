@@ -4,6 +4,10 @@ Usage (an index must exist in PSYQA_DATA_DIR, e.g. after `psyqa ingest`):
 
     PSYQA_DATA_DIR=/tmp/appdata .venv/bin/python scripts/bench_app.py [--runs 5] [--long 20] [--sessions 10]
 
+`--repo DIR` benchmarks the app of another checkout (e.g. a clone at an older commit, for a
+before/after comparison) with the same index, browser and questions: its `psyqa app` runs with
+DIR first on PYTHONPATH.
+
 1. floor: the same questions through one in-process `Assistant.ask` (warm): the median per
    question, and answers/s when `--sessions` threads ask at once. Measured first, before the app
    starts, so the two never share the CPU.
@@ -189,11 +193,12 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5, help="timed questions per scenario (default 5)")
     ap.add_argument("--long", type=int, default=20, help="earlier answers in the long chat (default 20)")
     ap.add_argument("--sessions", type=int, default=10, help="concurrent browser sessions (default 10)")
+    ap.add_argument("--repo", type=Path, default=REPO, help="checkout whose app to run (default: this one)")
     ap.add_argument("--json", action="store_true", help="also print one JSON object")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
-    out: dict = {"cores": os.cpu_count(), "load_start": load()}
+    out: dict = {"cores": os.cpu_count(), "load_start": load(), "repo": str(args.repo)}
     out["floor"] = fl = floor(args.sessions)
     print(f"floor (in-process Assistant.ask, load {fl['load']}): median {fl['ask_median_ms']:.0f} ms, "
           f"max {fl['ask_max_ms']:.0f} ms over {2 * len(QUESTIONS)} warm answers {fl['statuses']}; "
@@ -201,11 +206,14 @@ def main() -> int:
 
     port = free_port()
     env = os.environ | {"PSYQA_APP_PORT": str(port), "PSYQA_APP_HOST": "127.0.0.1"}
+    repo = args.repo.resolve()
+    if repo != REPO:
+        env["PYTHONPATH"] = os.pathsep.join([str(repo), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     url = f"http://127.0.0.1:{port}"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         t0 = time.perf_counter()
-        proc = subprocess.Popen([PSYQA, "app"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen([PSYQA, "app"], cwd=repo, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             page = browser.new_page()
