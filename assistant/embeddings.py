@@ -119,4 +119,18 @@ class BundledEmbeddings(Embeddings):
         return self.encode(texts).tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        return self.encode([text])[0].tolist()
+        """One question, encoded on one torch thread: a second intra-op thread saves little on
+        so short a text, and on a busy 2-core machine it makes every encode wait for a core that
+        another process holds (34 ms with one thread, 250-930 ms with two at load average 7-11;
+        BENCHMARKS.md, App). Batches (ingest) keep every thread."""
+        import torch
+
+        with self._lock:
+            before = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                vec = self.model.encode([text], batch_size=1, normalize_embeddings=True,
+                                        convert_to_numpy=True, show_progress_bar=False)
+            finally:
+                torch.set_num_threads(before)
+        return vec[0].tolist()
