@@ -26,6 +26,8 @@ STATUS_ICONS = {"no_evidence": ":material/search_off:", "declined": ":material/i
                 "crisis": ":material/emergency:"}
 # Turns the chat fragment draws before a full run folds them into the history (its runs stay short).
 LIVE_TURNS = 3
+# While the first view is on the page (an empty chat), the sidebar's conversation tools are hidden.
+STYLE = "<style>body:has(.st-key-first_view) .st-key-conversation_tools {display: none}</style>"
 # Closes the sidebar on a narrow screen (it covers the answer there) after an example was chosen.
 CLOSE_SIDEBAR_JS = """export default function () {
   if (window.innerWidth > 768) return;
@@ -143,18 +145,11 @@ def persist() -> None:
 
 def render_sources(ans: Answer) -> None:
     for heading, cites in (("Sources", ans.citations), (messages.RELATED_HEADING, ans.related)):
-        if not cites:
-            continue
-        st.markdown(f"**{esc(heading)}**")
+        if cites:
+            st.markdown(f"**{esc(heading)}**")
         for c in cites:
             with st.expander(esc(transcript.source_label(c.model_dump()))):
-                badges = transcript.badges_markdown(c.source_type, c.as_of)
-                if badges:
-                    st.markdown(badges)
-                st.markdown(transcript.highlight_markdown(c.passage, c.highlight))
-                st.caption(esc(c.source) + (f" · page {c.page}" if c.page else ""))
-                if c.url:
-                    st.markdown(transcript.link_markdown(c.url))
+                st.markdown(transcript.source_markdown(c))  # one element: badges, passage, file, link
     for note in ans.notes:
         st.caption(f"ℹ️ {esc(note)}")
 
@@ -287,31 +282,28 @@ def sidebar(status: dict):
     return filters, sb.empty()
 
 
-def sidebar_tools(status: dict, filters: dict) -> None:
-    """The sidebar's part that depends on the conversation, drawn by the chat fragment so that a
-    question never needs a full run to update it."""
-    msgs = st.session_state.messages
+def sidebar_tools(sb, status: dict, filters: dict) -> None:
+    """Delete, download, examples, privacy. Hidden (CSS) while the first view is on the page, so
+    the first question needs no full run to show them: the downloads read the chat when clicked."""
+    msgs = st.session_state.messages  # the list the chat appends to (a new chat is a full run)
     meta = lambda: chat.export_meta(status, filters)  # noqa: E731 - read when a download is clicked
-
-    with st.sidebar:
+    with sb.container(key="conversation_tools"):
         st.button("Delete this conversation", icon=":material/delete:", key="delete_chat",
                   on_click=session.reset, args=(st.session_state, st.query_params, db_path(), True),
-                  disabled=not msgs,
                   help="Removes it from this server's database and starts a new chat.")
         st.caption("Download this conversation")
         with st.container(horizontal=True, gap="small"):
             st.download_button("Markdown", key="download", on_click="ignore", icon=":material/download:",
-                               data=lambda: transcript.to_markdown(msgs, meta()), disabled=not msgs,
+                               data=lambda: transcript.to_markdown(msgs, meta()),
                                file_name="psyqa-conversation.md", mime="text/markdown")
             st.download_button("JSON", key="download_json", on_click="ignore", icon=":material/data_object:",
-                               data=lambda: transcript.to_json(msgs, meta()), disabled=not msgs,
+                               data=lambda: transcript.to_json(msgs, meta()),
                                file_name="psyqa-conversation.json", mime="application/json")
-        if msgs:  # on an empty chat the examples and the privacy line are in the main column
-            st.subheader("Example questions")
-            for n, q in enumerate(messages.EXAMPLES):
-                st.button(q, key=f"example-{n}", width="stretch", on_click=session.queue,
-                          args=(st.session_state, q), kwargs={"close_sidebar": True})
-            st.warning(messages.PRIVACY, icon="🔒")
+        st.subheader("Example questions")
+        for n, q in enumerate(messages.EXAMPLES):
+            st.button(q, key=f"example-{n}", width="stretch", on_click=session.queue,
+                      args=(st.session_state, q), kwargs={"close_sidebar": True})
+        st.warning(messages.PRIVACY, icon="🔒")
 
 
 def filter_chips(filters: dict) -> None:
@@ -332,11 +324,12 @@ def filter_chips(filters: dict) -> None:
 def first_view() -> None:
     """An empty chat: the examples and the privacy line in the main column (on a phone the
     sidebar is closed)."""
-    st.markdown("**Try one of these questions**")
-    for n, q in enumerate(messages.EXAMPLES):
-        st.button(q, key=f"start-{n}", width="stretch", on_click=session.queue,
-                  args=(st.session_state, q))
-    st.warning(messages.PRIVACY, icon="🔒")
+    with st.container(key="first_view"):
+        st.markdown("**Try one of these questions**")
+        for n, q in enumerate(messages.EXAMPLES):
+            st.button(q, key=f"start-{n}", width="stretch", on_click=session.queue,
+                      args=(st.session_state, q))
+        st.warning(messages.PRIVACY, icon="🔒")
 
 
 @st.fragment
@@ -360,7 +353,6 @@ def chat_area(history, status: dict, filters: dict) -> None:
         first_view()
     if ss.pop("close_sidebar", False):
         close_sidebar_component()(key=f"close-sidebar-{len(ss.messages)}")
-    sidebar_tools(status, filters)
     if question and len(ss.messages) - ss.live_from >= 2 * LIVE_TURNS:
         st.rerun()  # fold the new turns into the history: the next fragment run draws none
 
@@ -382,6 +374,8 @@ def main() -> None:
         st.toast(note, icon=":material/delete:")
     ss.live_from, ss.full_rerun = len(ss.messages), False
     filters, backend = sidebar(status)
+    sidebar_tools(st.sidebar, status, filters)
+    st.html(STYLE)
     filter_chips(filters)
     with history:
         for i, msg in enumerate(ss.messages):

@@ -126,6 +126,15 @@ def badges_markdown(source_type: str | None, as_of: str | None) -> str:
     return " ".join(badges)
 
 
+def source_markdown(c) -> str:
+    """A citation's expander body as one Markdown element: badges, the passage with its
+    supporting sentences in bold, the file (and page) in small type, and the link."""
+    parts = [badges_markdown(c.source_type, c.as_of), highlight_markdown(c.passage, c.highlight),
+             ":small[" + escape_markdown(c.source) + (f" · page {c.page}" if c.page else "") + "]",
+             link_markdown(c.url) if c.url else ""]
+    return "\n\n".join(p for p in parts if p)
+
+
 def source_label(c: Mapping) -> str:
     """The expander title of a citation: "[n] title — section/page" (plain text)."""
     where = " / ".join(x for x in (c.get("section") or "", f"page {c['page']}" if c.get("page") else "") if x)

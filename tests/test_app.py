@@ -143,13 +143,16 @@ def test_follow_up_uses_history_and_shows_interpretation(app):
 @pytest.mark.slow
 def test_first_view_examples_ask_themselves_and_move_to_the_sidebar(app):
     assert "start-1" in [b.key for b in app.main.button]
-    assert not [b for b in app.sidebar.button if (b.key or "").startswith("example-")]
     assert any("patient-identifying" in w.value for w in app.main.warning)  # the privacy line
+    # the sidebar's copies (and the conversation tools) are hidden by CSS while the first view
+    # is on the page; the browser tests check what is visible
+    styles = " ".join(h.proto.body for h in app.get("html"))
+    assert "body:has(.st-key-first_view) .st-key-conversation_tools {display: none}" in styles
     app.button(key="start-1").click().run()
     assert not app.exception
     assert "ibogaine" in texts(app.chat_message[0])[0]
     assert app.session_state["messages"][1]["answer"].status == "answered"
-    # the chat has begun: the examples and the privacy line are in the sidebar now
+    # the chat has begun: no first view, so the sidebar's examples and privacy line show
     assert not [b for b in app.main.button if (b.key or "").startswith("start-")]
     assert [b.key for b in app.sidebar.button if (b.key or "").startswith("example-")]
     assert any("patient-identifying" in w.value for w in app.sidebar.warning)
@@ -401,7 +404,7 @@ def test_first_start_indexes_then_hostile_text_renders_as_text(tmp_path, monkeyp
         # every markup character from the corpus is backslash-escaped: shown, not interpreted
         assert not re.search(r"(?<!\\)[<>$]", t), t  # no raw HTML, no LaTeX
         assert not re.search(r"(?<!\\)\]\((?!https?://)", t), t  # links only to http(s)
-        assert not re.search(r"(?<!\\):(?!(blue|orange)-badge\[)[a-z-]+\[", t), t  # directives
+        assert not re.search(r"(?<!\\):(?!(blue|orange)-badge\[|small\[)[a-z-]+\[", t), t  # directives
     assert any("\\<script\\>" in t for t in shown)
     assert any("javascript\\:alert\\(document" in t and "not a web link" in t for t in shown)
     # nothing is rendered as HTML

@@ -269,6 +269,9 @@ def test_landing_at_390_and_1280_px(server, browser, tmp_path):
             return t.scrollWidth <= t.clientWidth + 1; }""")
         collapsed = page.get_by_test_id("stSidebar").get_attribute("data-collapsed")
         assert collapsed == ("true" if width == 390 else "false")
+        if width == 1280:  # the sidebar's copies of the examples wait until the chat has begun
+            side = page.get_by_test_id("stSidebar").get_by_role("button", name="Is psilocybin legal in Oregon?")
+            assert not side.is_visible()
         # no "Deploy" in the toolbar
         assert page.get_by_role("button", name="Deploy").count() == 0
         assert not errors, errors
