@@ -5,20 +5,28 @@
    exactly the answers of a sequential run: text, status and cited chunk ids; no errors.
 2. The real Streamlit server holds 10 concurrent browser sessions (10 Playwright contexts in one
    headless Chromium), each typing a different question at once: every one is answered (the
-   caveat appears in each page), with no exception element and no traceback.
+   caveat appears in each page), with no exception element and no traceback. Each page times its
+   own Enter and first answer text; the same 10 questions asked by 10 threads at once through
+   the session's in-process Assistant are timed in the same run, for comparison.
+3. `scripts/bench_app.py` runs end to end (a tiny run), so the app benchmark keeps working.
 
-Both print their figures (`-s` shows them); BENCHMARKS.md `## Load` records a run.
+They print their figures (`-s` shows them); BENCHMARKS.md `## Load` and `## App` record runs.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from fixtures_assistant import ANSWERABLE
+from fixtures_assistant import ANSWERABLE, REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+from bench_app import STOPWATCH  # noqa: E402 - the benchmark's in-page stopwatch
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +90,21 @@ SESSION_QUESTIONS = [q for q, _, _ in ANSWERABLE[:8]] + [
     "What is the capital of France?", "Where can I buy psilocybin mushrooms?"]
 
 
-def test_streamlit_server_holds_ten_browser_sessions(tmp_path_factory, index_settings):
+def in_process_burst(qa, questions: list[str], rounds: int = 3) -> float:
+    """Answers/s when len(questions) threads ask the session's Assistant at once."""
+    import threading
+
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        threads = [threading.Thread(target=qa.ask, args=(q,)) for q in questions]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    return rounds * len(questions) / (time.perf_counter() - t0)
+
+
+def test_streamlit_server_holds_ten_browser_sessions(tmp_path_factory, index_settings, qa):
     from test_app import REPO  # noqa: F401 - same app and repo the browser tests use
 
     chromium = "/usr/bin/chromium"
@@ -112,30 +134,54 @@ def test_streamlit_server_holds_ten_browser_sessions(tmp_path_factory, index_set
                 box.press("Enter")
                 warm.get_by_test_id("stChatMessage").nth(1).get_by_text(CAVEAT_PART).wait_for(timeout=300_000)
 
+                in_process = in_process_burst(qa, SESSION_QUESTIONS)
                 pages = [open_page() for _ in SESSION_QUESTIONS]
                 errors: list[str] = []
-                for pg in pages:
+                for pg, q in zip(pages, SESSION_QUESTIONS):
                     pg.on("pageerror", lambda exc: errors.append(str(exc)))
-                t0 = time.perf_counter()
-                for pg, q in zip(pages, SESSION_QUESTIONS):  # all typed within milliseconds
-                    box = pg.get_by_test_id("stChatInputTextArea")
-                    box.fill(q)
-                    box.press("Enter")
-                done = []
+                    pg.evaluate(STOPWATCH)  # the page times its own Enter and first answer text
+                    pg.get_by_test_id("stChatInputTextArea").fill(q)
+                for pg in pages:  # Enter in all, as fast as Playwright can press
+                    pg.get_by_test_id("stChatInputTextArea").press("Enter")
+                times = []
                 for pg, q in zip(pages, SESSION_QUESTIONS):
                     answer = pg.get_by_test_id("stChatMessage").nth(1)
                     answer.get_by_text(CAVEAT_PART).wait_for(timeout=300_000)
-                    done.append(time.perf_counter() - t0)
+                    times.append(pg.evaluate("() => [window.__psyqa.enter, window.__psyqa.answer]"))
                     assert q in pg.get_by_test_id("stChatMessage").nth(0).inner_text()
                     assert pg.get_by_test_id("stException").count() == 0, q
                     assert "Traceback" not in pg.content(), q
-                elapsed = max(done)
-                print(f"\nLOAD browser_sessions={len(pages)} answered={len(done)} seconds={elapsed:.1f} "
-                      f"answers_per_s={len(done) / elapsed:.2f} slowest_s={elapsed:.1f} "
-                      f"first_s={min(done):.1f} errors={len(errors)} cores={os.cpu_count()}")
-                assert len(done) == len(SESSION_QUESTIONS)
+                waits = [(a - e) / 1000 for e, a in times]
+                wall = (max(a for _, a in times) - min(e for e, _ in times)) / 1000
+                print(f"\nLOAD browser_sessions={len(pages)} answered={len(times)} seconds={wall:.1f} "
+                      f"answers_per_s={len(times) / wall:.2f} slowest_s={max(waits):.2f} "
+                      f"first_s={min(waits):.2f} in_process_answers_per_s={in_process:.1f} "
+                      f"errors={len(errors)} cores={os.cpu_count()} loadavg={os.getloadavg()[0]:.2f}")
+                assert len(times) == len(SESSION_QUESTIONS)
+                assert all(a > e for e, a in times)
                 assert not errors, errors
             finally:
                 browser.close()
     finally:
         stop_app(proc)
+
+
+def test_the_app_benchmark_runs_end_to_end(index_settings):
+    """A tiny run of scripts/bench_app.py against the session index: every phase reports."""
+    if not os.path.exists("/usr/bin/chromium"):
+        pytest.skip("/usr/bin/chromium is absent: install Debian's chromium (make browser)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PSYQA_")}
+    env["PSYQA_DATA_DIR"] = str(index_settings.data_dir.resolve())
+    res = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_app.py"), "--runs", "1",
+                          "--long", "2", "--sessions", "2", "--json"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    import json
+
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["floor"]["statuses"].get("answered", 0) >= 20
+    assert out["ready_s"] > 0 and out["two_earlier"]["all_ms"] and len(out["long_earlier"]["all_ms"]) == 1
+    assert out["load_test"]["sessions"] == 2 and out["load_test"]["slowest_s"] > 0
+    for line in ("floor (in-process Assistant.ask", "ready page after `psyqa app` start",
+                 "2 earlier answers", "2 sessions at once"):
+        assert line in res.stdout, res.stdout
