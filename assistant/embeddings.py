@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -64,7 +65,7 @@ class BundledEmbeddings(Embeddings):
         return load_model(self.name)
 
     def encode(self, texts: list[str]):  # -> np.ndarray
-        with self._lock:
+        with self._lock, _threads_for(len(texts)):
             return self.model.encode(
                 texts, batch_size=self.batch_size, normalize_embeddings=True,
                 convert_to_numpy=True, show_progress_bar=False,
@@ -119,18 +120,26 @@ class BundledEmbeddings(Embeddings):
         return self.encode(texts).tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        """One question, encoded on one torch thread: a second intra-op thread saves little on
-        so short a text, and on a busy 2-core machine it makes every encode wait for a core that
-        another process holds (34 ms with one thread, 250-930 ms with two at load average 7-11;
-        BENCHMARKS.md, App). Batches (ingest) keep every thread."""
-        import torch
+        return self.encode([text])[0].tolist()
 
-        with self._lock:
-            before = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                vec = self.model.encode([text], batch_size=1, normalize_embeddings=True,
-                                        convert_to_numpy=True, show_progress_bar=False)
-            finally:
-                torch.set_num_threads(before)
-        return vec[0].tolist()
+
+# A question (and its parts) is a few short texts: a second intra-op thread saves little on them,
+# and on a busy 2-core machine it makes every encode wait for a core that another process holds
+# (one query: 34 ms on one thread, 250-930 ms on two at load average 7-11; BENCHMARKS.md, App).
+# Batches (ingest) keep every thread.
+SMALL_BATCH = 8
+
+
+@contextmanager
+def _threads_for(n_texts: int):
+    if n_texts > SMALL_BATCH:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
