@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from assistant import messages, safety
 from assistant.answer import Answerer, Draft, Evidence, make_answerer
-from assistant.answer.focus import analyse, carry
+from assistant.answer.focus import analyse, carry, has_subject
 from assistant.answer import provenance
 from assistant.answer.extractive import REVIEWED_TYPES
 from assistant.answer.verify import split_marked, unsupported
@@ -92,8 +92,10 @@ class Assistant:
         timings["safety"] = (time.perf_counter() - t0) * 1000
 
         t = time.perf_counter()
+        # A follow-up re-asks the previous question about something else; so does a question that
+        # names no subject at all ("how many deaths were there?").
         previous = next((t.content for t in reversed(turns) if t.role == "user"), None) \
-            if turns and needs_context(q) else None
+            if turns and (needs_context(q) or not has_subject(q)) else None
         evidence = self.gather(standalone, filters, previous)
         timings["retrieve"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
@@ -140,8 +142,10 @@ class Assistant:
         if previous:
             before = analyse(previous, corpus)
             focus = carry(focus, before)
-            inherited = [before.words[t] for t in before.terms if t in focus.terms and t not in
-                         analyse(question, corpus).terms]
+            own = analyse(question, corpus)
+            inherited = [before.words[t] for t in before.terms if t in focus.terms and t not in own.terms]
+            inherited += [n for n in focus.names if n not in own.names]
+            inherited += [m for m in focus.medicines if m not in own.medicines]
             if inherited:
                 search_text = f"{question} {' '.join(inherited)}"
         # A part that names nothing of its own is searched with the question's subject.

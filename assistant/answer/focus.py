@@ -74,6 +74,7 @@ _UNIT_TIME = r"(?:seconds?|minutes?|min|hours?|hrs?|h\b|days?|weeks?|months?|yea
 FIGURE: dict[str, re.Pattern[str]] = {
     "money": re.compile(r"[$€£]\s?" + _NUM + r"|\b" + _NUM + r"\s?(?:dollars|euros|pounds|USD|EUR|GBP)\b"),
     "effect": re.compile(r"\b" + _NUM + r"[- ]points?\b|\bd\s?=\s?-?" + _NUM + r"|\bdifference\b[^.;]*?" + _NUM
+                         + r"|\b(?:OR|RR|HR|odds ratio|risk ratio|hazard ratio)\s?[=:]?\s?" + _NUM
                          + r"|[−–-]\s?" + _NUM + r"\b|\b" + _NUM + r"\s?(?:vs|versus|and)\s?" + _NUM),
     "dose": re.compile(r"\b" + _NUM + r"(?:\s?[–-]\s?" + _NUM + r")?\s?" + _UNIT_DOSE),
     "duration": re.compile(r"\b(?:" + _NUM + r"|" + _NUMBER_WORDS + r")(?:\s?[–-]\s?" + _NUM + r")?[- ]"
@@ -298,7 +299,18 @@ def _focus(text: str, corpus: CorpusTerms | None) -> Focus:
     focus = _analyse_text(text, corpus)
     if carried:
         focus.substances = [s for s in focus.substances if s in lexicon.find_substances(own)]
+        own_words = set(re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", lexicon.normalize(own)))
+        focus.names = [n for n in focus.names if n in own_words]
     return focus
+
+
+def has_subject(question: str) -> bool:
+    """Whether a question names what it is about: a substance, a condition, a co-medication or a
+    name (capitalised or a code) of its own."""
+    own = _CARRIED.sub("", question)
+    return bool(lexicon.find_substances(own) or lexicon.find_conditions(own)
+                or lexicon.find_medicines(own) or _CODE.search(own.lower())
+                or re.search(r"(?<!^)(?<![.?!]\s)\b[A-Z][a-z]+", own.strip()))
 
 
 def _analyse_text(text: str, corpus: CorpusTerms | None) -> Focus:
