@@ -7,9 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+# "unreviewed": what a document without a `source_type` is indexed as (a file dropped into the
+# corpus as it was found, an HTML page, a PDF); its citations are marked so.
 SourceType = Literal[
     "trial", "meta-analysis", "review", "guideline", "regulatory", "label", "news", "opinion",
-    "summary",
+    "summary", "unreviewed",
 ]
 Status = Literal["answered", "no_evidence", "declined", "crisis"]
 

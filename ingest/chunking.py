@@ -53,8 +53,15 @@ def hf_counter(tokenizer) -> TokenCounter:
 
 def chunk_document(doc: LoadedDoc, doc_id: str, source: str, params: ChunkParams,
                    count: TokenCounter, extra_meta: dict | None = None) -> list[Chunk]:
-    """Split a loaded document into chunks with ids, offsets and flat metadata."""
+    """Split a loaded document into chunks with ids, offsets and flat metadata.
+
+    Besides the document's metadata, a chunk carries `footnotes` (JSON [[offset in the chunk
+    text, number], ...]) for the footnote markers the loader took out of its sentences, and
+    every chunk of a document with a reference list carries it as `references` (JSON list).
+    """
     meta = flat_meta(doc.meta)
+    if doc.references:
+        meta["references"] = json.dumps(doc.references, ensure_ascii=False)
     meta.update(extra_meta or {})
     text = doc.text
     # The title/section prefix may take at most a quarter of the window; longer titles and
@@ -88,8 +95,10 @@ def chunk_document(doc: LoadedDoc, doc_id: str, source: str, params: ChunkParams
         cid = chunk_id(doc_id, key, page, seen[key])
         # The answerer quotes whole sentences: record them as this splitter sees them.
         sents = [(a - s, b - s) for a, b in sentence_spans(text, s, e)]
+        notes = [[off - s, label] for off, label in doc.footnotes if s <= off <= e]
+        cmeta = meta | {"footnotes": json.dumps(notes)} if notes else meta
         chunks.append(Chunk(chunk_id=cid, doc_id=doc_id, source=source, title=title, section=sec,
-                            page=page, start=s, end=e, text=body, ordinal=ordinal, metadata=meta,
+                            page=page, start=s, end=e, text=body, ordinal=ordinal, metadata=cmeta,
                             sentences=sents))
     return chunks
 

@@ -30,7 +30,7 @@ from ingest.chunking import ChunkParams, chunk_document, hf_counter
 from ingest.loaders import SUPPORTED, load
 
 # Bump when loaders or chunking change what a file turns into: every document is re-chunked.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"  # 2: reflowed paragraphs, PDF layout, page chrome and back matter left out
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,199}$")
 SKIP_NAMES = {"README.md", "readme.md", "README.txt"}
 
