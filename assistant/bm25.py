@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from assistant import index
-from assistant.models import embed_text
+from assistant.models import authors_of, embed_text
 
 _STEMMER_LOCK = threading.Lock()
 
@@ -180,8 +180,8 @@ def build_from_collection(collection, generation: int) -> BM25Index:
     """BM25 over exactly the chunks a reader of `generation` sees."""
     ids, docs, metas = read_all(collection)
     keep = [i for i, m in enumerate(metas) if index.visible(m, generation)]
-    texts = [embed_text(str(metas[i].get("title", "")), str(metas[i].get("section", "")), docs[i])
-             for i in keep]
+    texts = [embed_text(str(metas[i].get("title", "")), str(metas[i].get("section", "")), docs[i],
+                        authors_of(metas[i])) for i in keep]
     return BM25Index.build([ids[i] for i in keep], texts, generation)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -57,17 +59,39 @@ class Chunk(BaseModel):
         default_factory=list, description="Sentence offsets in `text`, as the chunker split them")
 
     def embed_text(self) -> str:
-        """What the model sees: title and section give the passage its context."""
-        return embed_text(self.title, self.section, self.text)
+        """What the model sees: title, authors and section give the passage its context."""
+        return embed_text(self.title, self.section, self.text, authors_of(self.metadata))
 
 
-def embed_text(title: str, section: str, text: str) -> str:
-    return f"{embed_head(title, section)}\n{text}"
+def embed_text(title: str, section: str, text: str, authors: Sequence[str] = ()) -> str:
+    """The embedded (and BM25-indexed) string of a passage: "Title · A, B — Section\ntext".
+
+    Authors are in it so that "what does <author> say" finds the author's documents."""
+    return f"{embed_head(title, section, authors)}\n{text}"
 
 
-def embed_head(title: str, section: str) -> str:
+def embed_head(title: str, section: str, authors: Sequence[str] = ()) -> str:
     """The context line put before a passage's text when it is embedded."""
-    return f"{title} — {section}" if section else title
+    head = f"{title} · {byline(authors)}" if authors else title
+    return f"{head} — {section}" if section else head
+
+
+def byline(authors: Sequence[str]) -> str:
+    """At most three author names (each at most 60 characters), then "et al."."""
+    names = [a[:60] for a in authors[:3]]
+    return ", ".join(names) + (" et al." if len(authors) > 3 else "")
+
+
+def authors_of(meta: Mapping[str, object]) -> list[str]:
+    """The `authors` of flat chunk metadata (a JSON list, see ingest/chunking.flat_meta)."""
+    raw = meta.get("authors")
+    if not raw:
+        return []
+    try:
+        value = json.loads(str(raw))
+    except ValueError:
+        return [str(raw)]
+    return [str(a) for a in value] if isinstance(value, list) else [str(value)]
 
 
 class Citation(BaseModel):

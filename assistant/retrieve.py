@@ -8,7 +8,9 @@ search as a LangChain `BaseRetriever`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -18,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from assistant import index, lexicon
 from assistant.errors import StoreUnavailableError
-from assistant.models import Chunk
+from assistant.models import Chunk, authors_of
 from assistant.services import Services
 
 # Fusion: score = cosine + lexical_weight (0.4) * BM25 / max BM25 over the candidates, then one round of
@@ -29,6 +31,11 @@ PRF_DOCS = 3
 # With user filters the dense search first fetches this many times the candidates unfiltered and
 # filters them in Python (see HybridSearch._dense); only a narrower filter pays for Chroma's `where`.
 FILTER_OVERFETCH = 4
+# A question that names an author of indexed documents ("What does Trautman say about MDMA?")
+# asks about their documents: among the candidates, their passages gain this much fused score
+# (about the gap between an on-topic passage and the best one), since neither the embedding nor
+# BM25 weighs a name the question is about above its topic words.
+AUTHOR_BOOST = 0.35
 
 
 class Filters(BaseModel):
@@ -115,12 +122,13 @@ class HybridSearch:
             return []
         lex_norm = normalise_lexical(cands.lexical, cands.ids)
         sims = cands.similarities(cands.query)
-        fused = fuse(cands.ids, sims, lex_norm, self.lexical_weight, mode)
+        boost = author_boost(query, cands) if mode == "hybrid" else {}
+        fused = boosted(fuse(cands.ids, sims, lex_norm, self.lexical_weight, mode), boost)
         if mode == "hybrid" and self.prf_weight > 0 and len(cands.vec_ids) > PRF_DOCS:
             # Dense pseudo-relevance feedback: move the query towards its best fused passages and
             # score the same candidates again (no second store query).
             q2 = prf(cands.query, fused, cands.vectors_of, self.prf_weight)
-            fused = fuse(cands.ids, cands.similarities(q2), lex_norm, self.lexical_weight, mode)
+            fused = boosted(fuse(cands.ids, cands.similarities(q2), lex_norm, self.lexical_weight, mode), boost)
         order = sorted(fused, key=lambda c: (-fused[c], c))
         hits: list[Hit] = []
         for cid in cap_per_doc(order, cands.doc_of, s.max_per_doc, k):
@@ -272,6 +280,35 @@ def fuse(cands: list[str], dense: dict[str, float], lexical_norm: dict[str, floa
     if mode == "lexical":
         return {c: lexical_norm[c] for c in cands}
     return {c: dense.get(c, 0.0) + lexical_weight * lexical_norm[c] for c in cands}
+
+
+def author_boost(query: str, cands: Candidates) -> dict[str, float]:
+    """AUTHOR_BOOST for each candidate whose document's authors include a surname the query
+    names: typed with a capital, or not an everyday English word (so "green" alone does not
+    pick Dr Green's paper)."""
+    named = {w.lower(): w[:1].isupper() for w in re.findall(r"[^\W\d_][\w'’\-]{2,}", query)}
+    if not named:
+        return {}
+    out: dict[str, float] = {}
+    for cid in cands.ids:
+        for name in authors_of(cands.found[cid][1]):
+            last = name.split()[-1].lower() if name.split() else ""
+            if last in named and (named[last] or last not in _everyday_words()):
+                out[cid] = AUTHOR_BOOST
+                break
+    return out
+
+
+def boosted(fused: dict[str, float], boost: dict[str, float]) -> dict[str, float]:
+    return {c: v + boost.get(c, 0.0) for c, v in fused.items()} if boost else fused
+
+
+@lru_cache(maxsize=1)
+def _everyday_words() -> frozenset[str]:
+    """Whole words of the embedding model's word-piece vocabulary."""
+    from assistant.embeddings import load_tokenizer
+
+    return frozenset(w for w in load_tokenizer().get_vocab() if w.isalpha())
 
 
 def prf(query: np.ndarray, fused: dict[str, float], vectors: dict[str, np.ndarray],

@@ -64,13 +64,14 @@ def chunk_document(doc: LoadedDoc, doc_id: str, source: str, params: ChunkParams
         meta["references"] = json.dumps(doc.references, ensure_ascii=False)
     meta.update(extra_meta or {})
     text = doc.text
+    authors = doc.meta.authors
     # The title/section prefix may take at most a quarter of the window; longer titles and
     # headings are shortened (on the chunk too, so what is stored is what was embedded).
     head_limit = params.max_tokens // 4
     title = _fit(doc.meta.title, head_limit // 2, count)
     sections = {s.section: _fit(s.section, head_limit // 2, count) for s in doc.segments}
     pieces: list[tuple[int, int, str, int | None]] = []  # (start, end, section, page)
-    prefix_tokens = dict(zip(sections, count([embed_text(title, sections[s], "") for s in sections])))
+    prefix_tokens = dict(zip(sections, count([embed_text(title, sections[s], "", authors) for s in sections])))
     for seg in doc.segments:
         budget = params.max_tokens - SPECIAL_TOKENS - prefix_tokens[seg.section]
         spans = sentence_spans(text, seg.start, seg.end)
@@ -79,18 +80,18 @@ def chunk_document(doc: LoadedDoc, doc_id: str, source: str, params: ChunkParams
         for s, e in _pack(spans, sizes, budget, params.overlap_sentences):
             pieces.append((s, e, sections[seg.section], seg.page))
     # Verify with the real tokenizer on the final strings: whitespace joins can (rarely) differ.
-    full = count([embed_text(title, sec, text[s:e]) for s, e, sec, _ in pieces])
+    full = count([embed_text(title, sec, text[s:e], authors) for s, e, sec, _ in pieces])
     checked: list[tuple[int, int, str, int | None]] = []
     for (s, e, sec, page), n in zip(pieces, full):
         if n + SPECIAL_TOKENS <= params.max_tokens:
             checked.append((s, e, sec, page))
         else:
-            checked.extend(_halve(text, s, e, sec, page, title, params, count))
+            checked.extend(_halve(text, s, e, sec, page, title, params, count, authors))
     seen: Counter[str] = Counter()
     chunks = []
     for ordinal, (s, e, sec, page) in enumerate(checked):
         body = text[s:e]
-        key = embed_text(title, sec, body)
+        key = embed_text(title, sec, body, authors)
         seen[key] += 1
         cid = chunk_id(doc_id, key, page, seen[key])
         # The answerer quotes whole sentences: record them as this splitter sees them.
@@ -181,7 +182,7 @@ def _split_long(text: str, spans: list[tuple[int, int]], budget: int,
     return [(a, b) for a, b in out if b > a]
 
 
-def _halve(text, s, e, sec, page, title, params, count):
+def _halve(text, s, e, sec, page, title, params, count, authors=()):
     mid_candidates = [i for i in range(s + (e - s) // 2, e) if text[i].isspace()]
     mid = mid_candidates[0] if mid_candidates else s + (e - s) // 2
     out = []
@@ -190,11 +191,11 @@ def _halve(text, s, e, sec, page, title, params, count):
             a += 1
         if b <= a:
             continue
-        n = count([embed_text(title, sec, text[a:b])])[0]
+        n = count([embed_text(title, sec, text[a:b], authors)])[0]
         if n + SPECIAL_TOKENS <= params.max_tokens or b - a < 8:
             out.append((a, b, sec, page))
         else:
-            out.extend(_halve(text, a, b, sec, page, title, params, count))
+            out.extend(_halve(text, a, b, sec, page, title, params, count, authors))
     return out
 
 
