@@ -14,10 +14,12 @@ _ABBREV = {
     "e.g", "i.e", "vs", "al", "dr", "mr", "mrs", "ms", "prof", "no", "fig", "approx", "etc",
     "cf", "ca", "st", "jr", "sr", "vol", "pp", "inc", "ltd", "co", "u.s", "u.k", "min", "max",
     "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "mg",
-    "ref", "refs", "resp", "est",
+    "ref", "refs", "resp", "est", "sen", "rep", "gov", "gen", "col", "lt", "sgt", "capt", "rev",
+    "hon", "dept", "univ", "figs", "eq", "nos", "vols", "eds",
 }
 _END = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s+|$)")
 _WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
+_LONE_STOP = re.compile(r"\.[\"'”’)\]]*")
 
 
 def normalise(text: str) -> str:
@@ -42,7 +44,9 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
         seg_start = ls
         for m in _END.finditer(text, ls, le):
             stop = m.end()
-            if text[m.start()] == "." and m.end() - m.start() == 1:
+            # A lone full stop, perhaps inside a closing bracket or quote ("et al.) found"):
+            # not an end after an abbreviation or an initial, or before a lowercase word.
+            if _LONE_STOP.fullmatch(m.group()):
                 word = _WORD_BEFORE.search(text, ls, m.start())
                 if word and (word.group(1).lower().rstrip(".") in _ABBREV or len(word.group(1)) == 1):
                     continue
