@@ -325,6 +325,10 @@ def cmd_status(args, settings: Settings) -> int:
                 print(f"  {kind}: {item}" + ("" if item in pending else " (failed in the last run, unchanged since)"))
     else:
         print("in step with the corpus folder")
+    if st["unreviewed"]:
+        print(f"unreviewed ({len(st['unreviewed'])}: no source_type; their citations are marked so):")
+        for source in st["unreviewed"]:
+            print(f"  {source}")
     return 0
 
 

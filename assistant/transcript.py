@@ -119,8 +119,12 @@ def link_markdown(url: str | None) -> str:
 
 
 def badges_markdown(source_type: str | None, as_of: str | None) -> str:
-    """The source type and "as of" date of a citation as Streamlit badges ("" when neither)."""
-    badges = [f":blue-badge[{escape_markdown(source_type)}]"] if source_type else []
+    """The source type and "as of" date of a citation as Streamlit badges ("" when neither). A
+    document indexed without a source_type (ingest/loaders.py) gets a red "unreviewed" badge."""
+    if source_type == "unreviewed":
+        badges = [":red-badge[:material/warning: unreviewed]"]
+    else:
+        badges = [f":blue-badge[{escape_markdown(source_type)}]"] if source_type else []
     if as_of:
         badges.append(f":orange-badge[as of {escape_markdown(as_of)}]")
     return " ".join(badges)

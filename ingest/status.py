@@ -13,6 +13,7 @@ import threading
 
 from assistant import index, store
 from assistant.settings import Settings
+from ingest.loaders import UNREVIEWED
 from ingest.pipeline import IngestReport, discover, doc_hash, read_state
 
 # Facet counts scanned from the chunks of an index committed before they were stored, kept per
@@ -23,14 +24,15 @@ _SCAN_LOCK = threading.Lock()
 
 def index_status(settings: Settings) -> dict:
     """documents, chunks, embedding_model, last_ingest, corpus_hash, facets, drift
-    (changed/new/removed), the last ingest run and which of its failures are still unfixed."""
+    (changed/new/removed), the last ingest run and which of its failures are still unfixed, and
+    the unreviewed documents (indexed without a source_type)."""
     client = store.open_client(settings)
     col = store.get_collection(client, settings.collection)
     base = {"store": store.where_is(settings), "indexed": False, "documents": 0, "chunks": 0,
             "embedding_model": settings.embedding_model, "last_ingest": None, "corpus_hash": None,
             "facets": {f: {} for f in index.FACETS},
             "drift": {"new": [], "changed": [], "removed": []},
-            "last_run": last_run(settings), "unfixed": []}
+            "last_run": last_run(settings), "unfixed": [], "unreviewed": []}
     if col is None:
         base["drift"]["new"] = [sf.rel for sf in _files(settings)]
         return base
@@ -43,7 +45,15 @@ def index_status(settings: Settings) -> dict:
     hashes: dict[str, str] = {}
     base["drift"] = drift(settings, col, hashes)
     base["unfixed"] = unfixed(base["last_run"], hashes)
+    base["unreviewed"] = unreviewed(col, info.generation)
     return base
+
+
+def unreviewed(col, generation: int) -> list[str]:
+    """Sources of the documents of `generation` indexed without a `source_type`, sorted."""
+    got = col.get(where={"source_type": UNREVIEWED}, include=["metadatas"])
+    return sorted({str(m.get("source", "")) for m in got["metadatas"]
+                   if m and index.visible(m, generation)})
 
 
 def _scanned_facets(settings: Settings, col, generation: int) -> dict:
