@@ -53,8 +53,9 @@ def reflow(lines: list[Line], known: Callable[[str], bool] | None = None) -> lis
 
     A text line joins the one before it when the PDF front end says so (`joins`), or, for plain
     text, when the line before it is not a heading, row or blank line and it does not end a
-    paragraph: a line much shorter than the document's wrap width that ends a sentence (or ends
-    without punctuation and is followed by a capitalised line) closes its paragraph.
+    paragraph: a line that ends a sentence (or ends without punctuation before a capitalised
+    line) closes its paragraph when the next line's first word would have fitted on it within
+    the document's wrap width, since a wrapper would have put it there.
     """
     width = wrap_width(lines)
     vocab = _DocVocab(lines)
@@ -78,14 +79,16 @@ def reflow(lines: list[Line], known: Callable[[str], bool] | None = None) -> lis
 def _continues(prev_kind: str, last: str, line: Line, width: int) -> bool:
     if line.joins is not None:
         return line.joins
-    if prev_kind == "item" and not line.text[:1].isspace() and not _HYPHEN_END.search(last):
-        return False  # an item's continuation is indented in plain text
+    if prev_kind == "item":  # an item's continuation is indented in plain text
+        return line.text[:1].isspace() or bool(_HYPHEN_END.search(last))
     a = last.strip()
     b = line.text.strip()
-    short = len(a) < 0.7 * width
     if _HYPHEN_END.search(a) and _WORD_START.match(b):
         return True
-    if short and (_TERMINAL.search(a) or not b[:1].islower()):
+    # A wrapper moves a word to the next line only when it does not fit: if the next line's
+    # first word would have fitted after this one, the break was made on purpose.
+    fits = len(a) + 1 + len(b.split()[0]) <= width
+    if fits and (_TERMINAL.search(a) or not b[:1].islower()):
         return False
     return True
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import docgen
 from assistant.errors import DocumentError
+from assistant.settings import Settings
 from assistant.text import sentence_spans
 from ingest import blocks
 from ingest.blocks import Line
@@ -124,7 +125,7 @@ def test_pdf_pages_and_reading_order_do_not_depend_on_the_content_stream():
 
 def test_chunks_never_cover_back_matter_and_carry_the_references(paper, tokenizer):
     fmt, doc = paper
-    chunks = chunk_document(doc, "paper", "paper", ChunkParams(), hf_counter(tokenizer))
+    chunks = chunk_document(doc, "paper", "paper", ChunkParams.from_settings(Settings()), hf_counter(tokenizer))
     assert chunks
     for c in chunks:
         assert doc.text[c.start:c.end] == c.text
