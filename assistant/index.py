@@ -12,7 +12,9 @@ collections directly) go through this module for every rule of the format:
 * the commit: writing the new generation number (with the counts and corpus hash) into the
   collection metadata is the single commit point of a sync (`commit`);
 * chunk metadata: the flat keys a chunk is stored with (`chunk_meta`), including one boolean flag
-  per substance and condition (`substance_key`, `condition_key`) that metadata filters match, and
+  per substance and condition (`substance_key`, `condition_key`) that metadata filters match, the
+  footnote numbers and reference list the loader kept out of the text (`footnotes`, `references`),
+  and
   the chunk's sentences with a vector each (`sentence_meta`, read back by `sentences`), so they
   ride with the chunk through every generation, crash and rebuild;
 * facets: how many documents carry each substance, condition and source type, counted once per
@@ -167,6 +169,37 @@ def topic_flags(substances: list[str], conditions: list[str]) -> dict[str, bool]
     """One flag per substance and condition: Chroma metadata is flat, so list membership is
     stored as {"sub_mdma": True}, which every Chroma backend can filter on."""
     return {substance_key(s): True for s in substances} | {condition_key(c): True for c in conditions}
+
+
+# What the loader took out of a passage's text (ingest/loaders.py): the footnote numbers removed
+# from its sentences, as [[offset in the chunk text, number], ...], and its document's reference
+# list, entry by entry. Both JSON lists, on the chunks that have them.
+FOOTNOTES = "footnotes"
+REFERENCES = "references"
+
+
+def footnote_meta(marks: list[tuple[int, str]]) -> dict[str, str]:
+    return {FOOTNOTES: json.dumps([[int(off), str(n)] for off, n in marks])} if marks else {}
+
+
+def footnotes(meta: dict) -> list[tuple[int, str]]:
+    """(offset in the chunk text, footnote number) of the markers left out of its sentences."""
+    try:
+        return [(int(off), str(n)) for off, n in json.loads(str(meta.get(FOOTNOTES) or "[]"))]
+    except (ValueError, TypeError):
+        return []
+
+
+def reference_meta(entries: list[str]) -> dict[str, str]:
+    return {REFERENCES: json.dumps(entries, ensure_ascii=False)} if entries else {}
+
+
+def references(meta: dict) -> list[str]:
+    """The reference list of the chunk's document (empty when it has none)."""
+    try:
+        return [str(r) for r in json.loads(str(meta.get(REFERENCES) or "[]"))]
+    except (ValueError, TypeError):
+        return []
 
 
 SENTENCE_SPANS = "sent_spans"

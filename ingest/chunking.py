@@ -55,13 +55,10 @@ def chunk_document(doc: LoadedDoc, doc_id: str, source: str, params: ChunkParams
                    count: TokenCounter, extra_meta: dict | None = None) -> list[Chunk]:
     """Split a loaded document into chunks with ids, offsets and flat metadata.
 
-    Besides the document's metadata, a chunk carries `footnotes` (JSON [[offset in the chunk
-    text, number], ...]) for the footnote markers the loader took out of its sentences, and
-    every chunk of a document with a reference list carries it as `references` (JSON list).
+    Besides the document's metadata, a chunk carries the footnote numbers the loader took out of
+    its sentences and its document's reference list (`index.footnotes`, `index.references`).
     """
-    meta = flat_meta(doc.meta)
-    if doc.references:
-        meta["references"] = json.dumps(doc.references, ensure_ascii=False)
+    meta = flat_meta(doc.meta) | index.reference_meta(doc.references)
     meta.update(extra_meta or {})
     text = doc.text
     authors = doc.meta.authors
@@ -96,8 +93,7 @@ def chunk_document(doc: LoadedDoc, doc_id: str, source: str, params: ChunkParams
         cid = chunk_id(doc_id, key, page, seen[key])
         # The answerer quotes whole sentences: record them as this splitter sees them.
         sents = [(a - s, b - s) for a, b in sentence_spans(text, s, e)]
-        notes = [[off - s, label] for off, label in doc.footnotes if s <= off <= e]
-        cmeta = meta | {"footnotes": json.dumps(notes)} if notes else meta
+        cmeta = meta | index.footnote_meta([(off - s, n) for off, n in doc.footnotes if s <= off <= e])
         chunks.append(Chunk(chunk_id=cid, doc_id=doc_id, source=source, title=title, section=sec,
                             page=page, start=s, end=e, text=body, ordinal=ordinal, metadata=cmeta,
                             sentences=sents))
