@@ -414,6 +414,26 @@ def test_first_start_indexes_then_hostile_text_renders_as_text(tmp_path, monkeyp
         assert not getattr(proto, "unsafe_allow_html", False)
 
 
+@pytest.mark.slow
+def test_citations_of_an_unreviewed_document_carry_the_badge(tmp_path, monkeypatch, app_index):
+    """A file without source_type (the forum article fixture) is cited with an 'unreviewed' badge."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "forum-opinion-article.txt").write_bytes(
+        (REPO / "tests" / "data" / "forum_opinion_article.txt").read_bytes())
+    monkeypatch.chdir(REPO)
+    only_env(monkeypatch, PSYQA_DATA_DIR=str(tmp_path / "data"), PSYQA_CORPUS_DIR=str(corpus))
+    at = AppTest.from_file(APP, default_timeout=600)
+    at.run()
+    no_traceback(at)
+    ask(at, "What did the 2019 survey of ibogaine clinics in Mexico find?")
+    msg = last_answer(at)
+    assert at.session_state["messages"][1]["answer"].status == "answered"
+    panels = [" ".join(texts(e)) for e in msg.get("expander") if e.label.startswith("\\[")]  # sources
+    assert panels and all(":red-badge[:material/warning: unreviewed]" in p for p in panels), panels
+    assert not any(":blue-badge[" in p for p in panels)
+
+
 # ------------------------------------------------------------------ the escaping helpers (fast)
 
 @pytest.mark.parametrize("text", [
