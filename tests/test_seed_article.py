@@ -145,3 +145,15 @@ def test_a_question_naming_the_author_retrieves_the_article(seeded, key):
     name, *_, by_author = ARTICLES[key]
     hits = seeded[3].retrieve(by_author)
     assert name in [h.chunk.source for h in hits[:3]], [h.chunk.source for h in hits]
+
+
+@pytest.mark.slow
+def test_psyqa_status_lists_the_unreviewed_files(seeded):
+    from helpers import psyqa
+
+    settings = seeded[0]
+    res = psyqa("status", settings=settings)
+    assert res.returncode == 0, res.stderr
+    listed = res.stdout.split("unreviewed (", 1)[1].splitlines()[1:]
+    want = sorted(name for name, path, *_ in ARTICLES.values() if path is not None)
+    assert [ln.strip() for ln in listed if ln.startswith("  ")] == want, res.stdout
