@@ -149,6 +149,9 @@ def read_pdf(rel: str, data: bytes) -> PdfText:
             words.append(_words(page, height))
             sizes.append((width, height))
             page.close()
+    except pdfium.PdfiumError as exc:  # a damaged page or text layer
+        raise DocumentError(rel, f"cannot be read as a PDF ({exc})",
+                            "re-export the PDF or convert it to text") from None
     finally:
         pdf.close()
     lines, dropped = layout_lines(words, sizes)

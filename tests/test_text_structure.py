@@ -312,3 +312,18 @@ def test_hard_wrapping_is_undone_exactly(sentences, width):
     raw = "---\ntitle: Notes\nsource_type: summary\n---\n\n" + textwrap.fill(para, width) + "\n"
     doc = load(Path("notes.txt"), "notes.txt", raw.encode())
     assert [doc.text[s.start:s.end] for s in doc.segments] == [para]
+
+
+def test_password_protected_pdf_names_the_file_and_the_fix():
+    import io
+
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, encrypt="secret")
+    c.drawString(72, 720, "A locked page about ketamine.")
+    c.showPage()
+    c.save()
+    with pytest.raises(DocumentError) as err:
+        load(Path("locked.pdf"), "locked.pdf", buf.getvalue())
+    assert "locked.pdf" in str(err.value) and "password" in str(err.value)
