@@ -189,9 +189,14 @@ def drop_chrome(lines: list[Line]) -> tuple[list[Line], int]:
     texts = [ln.text.strip() for ln in lines]
     norms = [_norm(t) for t in texts]
     nonblank = [i for i, t in enumerate(texts) if t]
+    # Table rows and code are content whatever they look like; headings are kept by the
+    # line rules below (a "2024" heading is not a page number) but not after the last paragraph.
+    prose = {i for i in nonblank if lines[i].kind in ("text", "item")}
 
     for k, i in enumerate(nonblank):
         n = norms[i]
+        if i not in prose:
+            continue
         if n in BADGES:
             keep[i] = False
             if k > 0:
@@ -210,20 +215,21 @@ def drop_chrome(lines: list[Line]) -> tuple[list[Line], int]:
     counts = Counter(norms[i] for i in nonblank if _is_short(texts[i], 12) and alone(i))
     for i in nonblank:
         n = norms[i]
-        if _is_short(texts[i], 12) and (after_ff[n] >= 2 or (counts[n] >= 3 and alone(i))):
+        if i in prose and _is_short(texts[i], 12) and (after_ff[n] >= 2 or (counts[n] >= 3 and alone(i))):
             keep[i] = False
 
     # One-line paragraphs (blank or dropped lines around them) repeated later: a teaser.
     def gone(j: int) -> bool:
         return j < 0 or j >= len(lines) or not texts[j] or not keep[j]
 
-    alone = [i for i in nonblank if keep[i] and len(texts[i].split()) >= 8 and gone(i - 1) and gone(i + 1)]
+    alone = [i for i in prose if keep[i] and len(texts[i].split()) >= 8 and gone(i - 1) and gone(i + 1)]
     last_seen = {norms[i]: i for i in alone}
     for i in alone:
         if last_seen[norms[i]] != i:
             keep[i] = False
 
-    substantive = [i for i in nonblank if keep[i] and not _is_short(texts[i])]
+    substantive = [i for i in nonblank if keep[i] and (lines[i].kind in ("row", "code")
+                                                       or not _is_short(texts[i]))]
     if substantive:
         for i in nonblank:
             if i > substantive[-1]:
@@ -278,8 +284,16 @@ def parse_byline(line: str, plain_list: bool = False) -> list[str] | None:
     return None
 
 
+# Lines under a paper's title that are not its text: affiliations, correspondence, dates.
+_FRONT_LINE = re.compile(
+    r"^(?:[\d*†‡§¹²³⁴⁵⁶⁷⁸⁹⁰,\s]*(?:Department|Division|School|Faculty|Institute|Centre|Center|"
+    r"University|Hospital|College|Laboratory|Clinic)\b[^.!?]*,[^.!?]*"
+    r"|(?:Correspondence|Corresponding author|E-?mail|Received|Accepted|Published online)\s*:.*)$")
+
+
 def find_authors(lines: list[Line], title_index: int | None) -> tuple[list[Line], list[str]]:
-    """Take author lines near the top of a document out of it; return (lines, authors)."""
+    """Take author lines near the top of a document out of it, and the affiliation and
+    correspondence lines that go with them; return (lines, authors)."""
     authors: list[str] = []
     keep: list[Line] = []
     seen = 0
@@ -289,6 +303,8 @@ def find_authors(lines: list[Line], title_index: int | None) -> tuple[list[Line]
             keep.append(ln)
             continue
         seen += 1
+        if seen <= 15 and len(t) <= 300 and _FRONT_LINE.match(t):
+            continue
         near_title = title_index is not None and 0 < i - title_index <= 3
         names = parse_byline(t, plain_list=near_title) if seen <= 30 else None
         if names is None:
@@ -371,7 +387,11 @@ def strip_footnotes(text: str) -> tuple[str, list[tuple[int, str]]]:
 # ---------------------------------------------------------------------------- back matter
 
 _REFERENCE_HEADS = frozenset("""references|reference list|bibliography|works cited|literature cited|
-literature|sources|cited literature|notes|footnotes|endnotes|citations""".replace("\n", "").split("|"))
+cited literature|footnotes|endnotes""".replace("\n", "").split("|"))
+# Headings that open a reference list only when what follows reads like one ("## Notes" may be
+# prose): most of its lines give a year.
+_MAYBE_REFERENCES = frozenset({"notes", "sources", "literature", "citations", "further reading"})
+_CITES_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 _OTHER_BACK = frozenset("""acknowledgements|acknowledgments|acknowledgement|acknowledgment|funding|
 funding sources|funding statement|financial support|sources of funding|role of the funding source|
 conflicts of interest|conflict of interest|conflict of interest statement|competing interests|
@@ -383,15 +403,31 @@ supplementary material|supplementary materials|supporting information|abbreviati
 ethics approval|ethics statement|correspondence""".replace("\n", "").split("|"))
 
 
-def back_matter_kind(heading: str) -> str | None:
-    """"references" or "other" when a heading opens back matter, else None."""
+def back_matter_kind(heading: str, section: list[str] | None = None) -> str | None:
+    """"references" or "other" when a heading opens back matter, else None. Only the names of
+    back-matter sections count ("Conflicts of interest", not "Conflicts of interest in trials");
+    an ambiguous one ("Notes", "Sources") needs its `section` lines to read like references."""
     h = re.sub(r"^(?:\d+(?:\.\d+)*\.?|[ivxlc]+\.)\s+", "", heading.strip().lower()).strip(" :.")
     h = h.replace("’", "'")
     if h in _REFERENCE_HEADS:
         return "references"
-    if h in _OTHER_BACK or h.startswith(("acknowledg", "conflict", "competing interest", "funding")):
+    if h in _MAYBE_REFERENCES:
+        entries = [t for t in (section or []) if t.strip()]
+        cites = sum(1 for t in entries if _CITES_YEAR.search(t))
+        return "references" if entries and cites >= 0.6 * len(entries) else None
+    if h in _OTHER_BACK or h.startswith("acknowledg"):
         return "other"
     return None
+
+
+def _section_lines(lines: list[Line], k: int) -> list[str]:
+    """The text lines under the heading lines[k], up to the next heading of its level or higher."""
+    out = []
+    for ln in lines[k + 1:]:
+        if ln.kind == "heading" and ln.level <= lines[k].level:
+            break
+        out.append(ln.text)
+    return out
 
 
 # ---------------------------------------------------------------------------- assembly
@@ -439,11 +475,11 @@ def assemble(lines: list[Line], title: str | None, drop_title_heading: bool) -> 
             segments.append((seg_start, at, section_path(), seg_page))
         seg_start = None
 
-    for ln in lines:
+    for k, ln in enumerate(lines):
         if ln.kind == "heading" and ln.text.strip():
             close(pos)
             name = ln.text.strip()
-            kind = back_matter_kind(name)
+            kind = back_matter_kind(name, _section_lines(lines, k))
             if kind is not None:
                 back_kind, back_level = kind, ln.level
                 back.append(name)

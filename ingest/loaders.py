@@ -196,6 +196,9 @@ def _finish(rel: str, asm: blocks.Assembled, meta: DocMeta, authors: list[str], 
         meta = meta.model_copy(update={"source_type": UNREVIEWED})
         notes.append("no 'source_type', so it is indexed as unreviewed and its citations say so")
     segments = [Segment(s, e, sec, page) for s, e, sec, page in asm.segments]
+    if not segments and asm.back_matter:
+        raise DocumentError(rel, f"has no text outside its back matter ({', '.join(asm.back_matter)})",
+                            "add the document's own text or delete the file")
     if not segments:
         raise DocumentError(rel, "has no body text", "add text below the front matter or delete the file")
     warnings = []

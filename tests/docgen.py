@@ -1,6 +1,6 @@
 """Test documents shaped like the papers maintainers add: one made-up trial report, three formats.
 
-`paper_pdf()` lays it out the way journals do (reportlab): a full-width title block and abstract,
+`paper_pdf()` lays it out the way journals do (reportlab): a full-width title block (authors, affiliation, correspondence) and abstract,
 then two columns, a running header and footer on every page (journal line, DOI, page number), a
 word hyphenated across a line break, a small table inside a column, back matter and a numbered
 reference list. `order="rows"` writes each page's lines in the order a top-to-bottom scan meets
@@ -20,6 +20,8 @@ import textwrap
 
 TITLE = "Intranasal ketamine for treatment-resistant depression: the ORCHID-2 trial"
 AUTHORS = ["Ada Marlow", "Ben Quint", "Carla Ferreira"]
+AFFILIATION = "Department of Psychiatry, Imaginary University, Springfield"
+CORRESPONDENCE = "Correspondence: ada.marlow@example.org"
 HEADER = "Journal of Imaginary Psychiatry · Vol 12 · 2026"
 DOI = "doi:10.5555/jip.2026.0142"
 # A word split across a line as "psilo-" / "cybin": the joined word must come back.
@@ -247,6 +249,8 @@ def paper_pdf(order: str = "flow") -> bytes:
         emit(line, "Helvetica-Bold", 16, 20)
     state["y"] -= 4
     emit(", ".join(AUTHORS), "Helvetica", 10.5, 15)
+    emit(AFFILIATION, "Helvetica", 9, 12)
+    emit(CORRESPONDENCE, "Helvetica", 9, 12)
     state["y"] -= 6
     emit("Abstract", "Helvetica-Bold", 11, 15)
     paragraph(ABSTRACT, size=10, after=10)
@@ -294,7 +298,8 @@ def paper_txt(width: int = 60, page_lines: int = 36) -> str:
                              break_on_hyphens=True)
 
     # The title stays on one line, as in such notes; everything else is wrapped.
-    out: list[str] = [TITLE, ", ".join(AUTHORS), "", "Abstract", "", *fill(ABSTRACT), ""]
+    out: list[str] = [TITLE, ", ".join(AUTHORS), AFFILIATION, CORRESPONDENCE, "", "Abstract", "",
+                      *fill(ABSTRACT), ""]
     for name, paras in BODY + BACK_MATTER:
         out += [name, ""]
         for p in paras:
@@ -319,6 +324,7 @@ def paper_html() -> str:
     the table as <table>, the references as an ordered list."""
     e = html.escape
     body = [f"<h1>{e(TITLE)}</h1>", f'<p class="byline">By {e(", ".join(AUTHORS[:-1]))} and {e(AUTHORS[-1])}</p>',
+            f'<p class="affiliation">{e(AFFILIATION)}</p>', f"<p>{e(CORRESPONDENCE)}</p>",
             "<h2>Abstract</h2>", f"<p>{e(ABSTRACT)}</p>"]
     for name, paras in BODY + BACK_MATTER:
         body.append(f"<h2>{e(name)}</h2>")

@@ -109,7 +109,9 @@ def test_title_authors_and_unreviewed(paper):
     assert doc.meta.authors == docgen.AUTHORS
     assert doc.meta.source_type == "unreviewed"
     assert len(doc.warnings) == 1 and doc.warnings[0].count("unreviewed") == 1, doc.warnings
-    assert "Ada Marlow, Ben Quint" not in "\n".join(doc.text[s.start:s.end] for s in doc.segments)
+    indexed = "\n".join(doc.text[s.start:s.end] for s in doc.segments)
+    for line in ("Ada Marlow, Ben Quint", docgen.AFFILIATION, docgen.CORRESPONDENCE):
+        assert line not in indexed, (fmt, line)
 
 
 def test_pdf_pages_and_reading_order_do_not_depend_on_the_content_stream():
@@ -223,14 +225,44 @@ def test_bylines(line, plain_list, names):
     ("References", "references"), ("7. References", "references"), ("Bibliography", "references"),
     ("Acknowledgements", "other"), ("Acknowledgments", "other"), ("Funding", "other"),
     ("Conflicts of Interest", "other"), ("Competing interests", "other"), ("Disclosures", "other"),
-    ("Author affiliations", "other"), ("Results", None), ("Funding of psychedelic research", "other"),
-    ("Limitations", None), ("Who funds the trials", None),
+    ("Author affiliations", "other"), ("Results", None), ("Funding of psychedelic research", None),
+    ("Conflicts of interest in psychedelic research", None), ("Limitations", None),
+    ("Who funds the trials", None), ("Notes", None), ("Sources", None),
 ])
 def test_back_matter_headings(heading, kind):
     assert blocks.back_matter_kind(heading) == kind
 
 
+def test_ambiguous_headings_are_back_matter_only_over_a_reference_list():
+    prose = ["Sessions were held in the clinic.", "", "Each lasted about six hours."]
+    refs = ["1. Smith C. Ketamine dosing. J Imag. 2021;9:101.", "2. Lee E. Dissociation. 2022;3:44."]
+    for heading in ("Notes", "Sources"):
+        assert blocks.back_matter_kind(heading, prose) is None
+        assert blocks.back_matter_kind(heading, refs) == "references"
+
+
 # ----------------------------------------------------------------------------- forum chrome
+
+def test_tables_and_headings_are_never_chrome():
+    lines = [*lines_of("Doses by year", ""), Line("2024", "heading", 2),
+             *lines_of("The trial ran at six clinics over two years.", "")]
+    lines += [Line("Women  57%  60%", "row"), Line("Men  43%  40%", "row")]
+    kept, dropped = blocks.drop_chrome(lines)
+    assert [ln.text for ln in kept if ln.text][-3:] == ["The trial ran at six clinics over two years.",
+                                                        "Women  57%  60%", "Men  43%  40%"]
+    assert "2024" in [ln.text for ln in kept] and dropped == 0
+
+
+def test_affiliation_and_correspondence_lines_leave_the_text():
+    lines = lines_of("A trial of ketamine", "Ada Marlow, Ben Quint",
+                     "1 Department of Psychiatry, Imaginary University, Springfield",
+                     "Correspondence: ada.marlow@example.org", "",
+                     "University clinics screened every patient before the first dose.")
+    kept, authors = blocks.find_authors(lines, 0)
+    assert authors == ["Ada Marlow", "Ben Quint"]
+    assert [ln.text for ln in kept if ln.text] == [
+        "A trial of ketamine", "University clinics screened every patient before the first dose."]
+
 
 def test_forum_chrome_is_dropped_and_counted():
     lines = lines_of("Article title", "", "someuser", "", "Super Moderator",
