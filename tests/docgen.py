@@ -129,8 +129,7 @@ ABSTRACT = (
 
 # Questions through Assistant.ask, each with a figure or phrase its answer must show.
 QUESTIONS: list[tuple[str, str]] = [
-    ("By how many points did the MADRS score fall with intranasal ketamine in the ORCHID-2 trial?",
-     "14.2"),
+    ("By how many points did the MADRS score fall with ketamine in the ORCHID-2 trial?", "14.2"),
     ("How often was dissociation reported with intranasal ketamine in the ORCHID-2 trial?", "23%"),
     ("Is norketamine safe during breastfeeding?", "not studied"),
     ("Was ketamine assessed in people with uncontrolled hypertension in ORCHID-2?", "not assessed"),
