@@ -303,6 +303,53 @@ TOPICS: dict[str, tuple[str, ...]] = {
 CLASSIC_PSYCHEDELICS: frozenset[str] = frozenset({"psilocybin", "lsd", "dmt", "mescaline"})
 CLASS_WORDS = re.compile(r"\b(?:classic|serotonergic)\s+psychedelics?\b")
 
+@lru_cache(maxsize=1)
+def place_words() -> frozenset[str]:
+    """Words that name a country (ISO 3166 via pycountry) or a state, province or territory of the
+    United States, Canada or Australia, lowercased: "germany", "czech", "oregon", "queensland".
+    A sentence about one place is not about another."""
+    import pycountry
+
+    names: set[str] = set()
+    for c in pycountry.countries:
+        names.update(getattr(c, a, "") for a in ("name", "common_name", "official_name"))
+    for code in ("US", "CA", "AU"):
+        names.update(sub.name for sub in pycountry.subdivisions.get(country_code=code))
+    out: set[str] = set()
+    for name in names:
+        out.update(w for w in re.findall(r"[a-z]+", normalize(name))
+                   if len(w) >= 4 and w not in _PLACE_FILLER)
+    return frozenset(out)
+
+
+# Words of place names that name no place by themselves ("Republic of", "United", "New").
+_PLACE_FILLER = frozenset("republic united kingdom states state federal democratic people peoples "
+                          "islands island saint north south east west central city region province "
+                          "district territory plurinational bolivarian arab islamic federation "
+                          "commonwealth union capital northern southern western eastern new".split())
+
+
+def _place_form(word: str, place: str) -> bool:
+    """`word` is `place` or a form of it ("czech"/"czechia", "mexican"/"mexico")."""
+    return word == place or (len(place) >= 6 and len(word) >= 5 and word.startswith(place[:-1])) or (
+        len(word) >= 5 and place.startswith(word) and len(place) - len(word) <= 2)
+
+
+def mentions_place(text: str, exclude: frozenset[str] | set[str] = frozenset()) -> bool:
+    """Whether normalised `text` names a place (see place_words) other than those in `exclude`."""
+    places = place_words()
+    for w in set(re.findall(r"[a-z]+", text)):
+        if len(w) < 4 or any(_place_form(w, e) or _place_form(e, w) for e in exclude):
+            continue
+        if w in places or any(_place_form(w, p) for p in places if p[:3] == w[:3]):
+            return True
+    return False
+
+
+def is_place(word: str) -> bool:
+    return mentions_place(normalize(word))
+
+
 # Common co-medications by generic name: (drug classes as the literature names them, most specific
 # first; brand names).
 # Clinicians ask with brands ("my patient on Zoloft"); the corpus speaks of sertraline or of SSRIs.

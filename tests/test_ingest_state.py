@@ -33,7 +33,7 @@ def test_the_commit_counts_documents_per_filter_value(backend, embedder):
     run(None, backend, embedder=embedder)
     facets = index.info(open_collection(backend)).facets
     assert facets == {"substances": {"ketamine": 1, "mdma": 2}, "conditions": {"ptsd": 1},
-                      "source_types": {"review": 1, "trial": 1}}
+                      "source_types": {"review": 1, "trial": 1, "unreviewed": 1}}  # gamma names no type
     # a changed document changes the counts at the next commit; status reports the stored ones
     write_doc(backend.corpus_dir / "gamma.md", "Gamma", "## Notes\n\nNow about LSD.\n",
               source_type="review", substances=["lsd"])

@@ -32,7 +32,7 @@ import numpy as np
 
 from assistant import index, lexicon, messages
 from assistant.answer import Draft, Evidence, citation
-from assistant.answer.focus import FIGURE, FIGURE_KINDS, Focus
+from assistant.answer.focus import FIGURE, FIGURE_KINDS, RESULT, Focus
 from assistant.answer.terms import stems
 from assistant.answer.verify import instruction_like, numbers
 from assistant.retrieve import Hit
@@ -40,6 +40,7 @@ from assistant.text import sentence_spans
 
 # Weights and thresholds, chosen on the dev split of eval/quality.jsonl (BENCHMARKS.md, Answers).
 COVERAGE_WEIGHT = 0.35   # selection score = similarity(question, sentence) + this x focus coverage
+RESULT_BONUS = 0.1       # ... + this for a sentence reporting a result, when the question asks for one
 # Answerability: intercept, then the weights of `features()` (sim, coverage, miss_known,
 # miss_unknown, figures_ok, passage cosine). Refit with scripts/fit_answerability.py.
 ANSWERABILITY = (-1.832, 4.965, 1.820, -1.863, -3.479, 0.998, -0.524)
@@ -163,12 +164,18 @@ def candidates(hits: list[Hit], question_vector: np.ndarray | None) -> list[Cand
     return out
 
 
+_SPELLED = {str(i): w for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve".split())}
+
+
 def _covered(stem: str, focus: Focus, c: Candidate) -> float:
     """1 when the sentence names the term, 0.8 when the sentence before it or its title or
     section does, 0.5 when only the rest of its passage does, else 0."""
     forms = {stem} | focus.aliases.get(stem, set())
     if any(f[:1].isdigit() for f in forms):
-        return 1.0 if any(re.search(rf"(?<![\d.]){re.escape(f)}(?![\d])", c.text) for f in forms) else 0.0
+        words = [_SPELLED[f] for f in forms if f in _SPELLED]  # "6 months" / "six months"
+        return 1.0 if any(re.search(rf"(?<![\d.]){re.escape(f)}(?![\d])", c.text) for f in forms) or any(
+            re.search(rf"\b{w}\b", c.text, re.I) for w in words) else 0.0
     if forms & c.stems:
         return 1.0
     if forms & c.context_stems:
@@ -207,6 +214,8 @@ def judge(c: Candidate, focus: Focus, names: frozenset[str] = frozenset()) -> No
     else:
         c.kind_ok = True
     c.score = c.sim + COVERAGE_WEIGHT * c.coverage
+    if focus.outcome and RESULT.search(c.text):
+        c.score += RESULT_BONUS
     c.p = answerability(c)
 
 
@@ -258,15 +267,27 @@ def _names_ok(c: Candidate, focus: Focus, names: frozenset[str]) -> bool:
             return False
     for generic in focus.medicines:
         classes, brands = lexicon.MEDICINES[generic]
-        if not any(_mentions(c.context, lexicon.normalize(t)) for t in (generic, classes[0], *brands)):
+        if not any(_mentions(c.context, lexicon.normalize(t)) or _mentions(c.context, lexicon.normalize(t) + "s")
+                   for t in (generic, classes[0], *brands)):
             return False
     passage = None
+    places = {n for n in focus.names if lexicon.is_place(n)}
+    sentence = lexicon.normalize(c.text)
     for name in focus.names:
+        if name in places and not _mentions(sentence, name) and lexicon.mentions_place(sentence, places):
+            return False  # the sentence names a place of its own
         if _mentions(near, name):
             continue
         if not any(ch.isdigit() for ch in name):
+            if _mentions(header, name):
+                continue
+            # Named only elsewhere in the passage: a sentence naming another place is about that
+            # place ("... in the Czech Republic" is not about Germany because the passage
+            # mentions Germany too).
             passage = passage or lexicon.normalize(c.hit.chunk.text)
-            if not (_mentions(header, name) or _mentions(passage, name)):
+            if not _mentions(passage, name):
+                return False
+            if lexicon.is_place(name) and lexicon.mentions_place(near, {n for n in focus.names if lexicon.is_place(n)}):
                 return False
             continue
         if not _mentions(header, name):
@@ -344,8 +365,8 @@ def choose(cands: list[Candidate], focus: Focus, names: frozenset[str], min_p: f
             continue
         if nxt.leans:
             prev = nxt.previous
-            if prev is None:
-                continue  # leans on a sentence this passage does not show
+            if prev is None or not prev.names_ok:
+                continue  # leans on a sentence this passage does not show, or one about another subject
             if prev not in picked:
                 picked.append(prev)
         picked.append(nxt)

@@ -62,6 +62,19 @@ _KINDS: list[tuple[str, re.Pattern[str]]] = [(k, re.compile(p, re.I)) for k, p i
 ]]
 # Kinds whose figure an answer must contain (a yes/no or a "what happened" question has none).
 FIGURE_KINDS = ("money", "effect", "dose", "duration", "percent", "count", "date", "value")
+# Questions about results ("how effective is", "what did COMP005 show", "does it work"): a sentence
+# that reports a result (a rate, an effect size, a p value, arm versus arm) answers them best.
+_OUTCOME = re.compile(r"\b(?:how (?:effective|well|successful)|how (?:did|does|do) (?:\S+\s+){1,4}?(?:do|fare)\b|effectiveness|efficacy|did (?:it|they|\w+) "
+                      r"work|does (?:it|\w+) work|what (?:did|does) (?:\S+\s+){1,5}?(?:show|find|found)|"
+                      r"what happened)", re.I)
+# A reported result: a figure beside what it compares or measures ("64% versus 27%", "d = 1.49",
+# "fell by 15.2 points", "P=0.17", "12 of 15 abstinent").
+RESULT = re.compile(r"\bd\s?=\s?-?\d|\bp\s?[=<≤]\s?0?\.\d|\b\d+(?:\.\d+)?[- ]points?\b|"
+                    r"\d(?:[.,]\d+)?\s?%[^.;]*\b(?:versus|vs\b|compared|placebo|control|respon|remission|"
+                    r"abstinen|quit|no longer|reduc|fell|improv)|"
+                    r"\b(?:versus|vs\.?|compared with)\s[^.;]*\d(?:[.,]\d+)?\s?%|"
+                    r"\b(?:respon\w*|remission|remitted|abstinent|quit)\b[^.;]*\d(?:[.,]\d+)?\s?%|"
+                    r"\b\d+ of \d+\b[^.;]*\b(?:respon|remission|remitted|abstinent|quit)", re.I)
 _POLAR = re.compile(r"^(?:so |and |but |ok(?:ay)? |also )?(?:is|are|was|were|does|do|did|can|could|"
                     r"has|have|had|should|would|will|may|might|must)\b", re.I)
 
@@ -119,7 +132,8 @@ _FRAMING = frozenset(stems(
     "tell explain describe know please thanks thank hi hello hey give show list summarise "
     "summarize anything something info information question wondering wonder curious heard hear "
     "read saw seen someone anyone mean means say says said think thought find found look looking "
-    "want wanted need like really actually just exactly basically quick quickly briefly"))
+    "want wanted need like really actually just exactly basically quick quickly briefly "
+    "ok okay yeah yep hmm um uh"))  # interjections
 
 
 # ----------------------------------------------------------------------------- the focus
@@ -144,6 +158,7 @@ class Focus:
     measured: str | None = None                       # "<X> rate": the stem of X
     known: set[str] = field(default_factory=set)       # key terms the corpus uses (or resolves)
     parts: list[Focus] = field(default_factory=list)  # multi-part questions: one focus per part
+    outcome: bool = False  # "how effective / what did X show": result figures answer it best
 
     @property
     def multi(self) -> bool:
@@ -203,7 +218,7 @@ _SPLIT_AND = re.compile(
     r"(?:,\s*(?:and\s+|or\s+)?|\s+and\s+|;\s*|\?\s+(?:and\s+|also\s+)?)"
     r"(?=(?:also\s+)?(?:what|which|who|whom|whose|when|where|why|how|is|are|was|were|does|do|did|"
     r"can|could|has|have|had|should|would|will|at what|in what|on what|by how|for how|at how|in how|"
-    r"on how|from how)\b)", re.I)
+    r"on how|from how|at which|in which|on which|for which|by which)\b)", re.I)
 _LEAD = re.compile(r"^(.{8,120}?):\s+(?=(?:what|which|who|when|where|why|how|is|are|was|were|does|"
                    r"do|did)\b)", re.I)
 
@@ -227,7 +242,10 @@ _ASKS = re.compile(r"^(?:and\s+|also\s+|so\s+)?(?:what|which|who|whom|whose|when
                    r"were|does|do|did|can|could|has|have|had|should|would|will|"
                    r"(?:at|in|on|by|for|from)\s+(?:what|which|how))\b", re.I)
 _WH = re.compile(r"\b(?:what|which|who|whom|whose|when|where|why|how)\b", re.I)
-_LEANS_BACK = re.compile(r"\b(?:that|it|this|these|those|there|such|same)\b", re.I)
+# A clause that refers to what the clause before it says ("..., and is that addictive?"); "it" and
+# "its" refer to the question's subject, which every part inherits, so they do not lean back.
+_LEANS_BACK = re.compile(r"\b(?:that|this|these|those|such|same)\b|(?<!\bis )(?<!\bwas )(?<!\bare )"
+                         r"(?<!\bwere )\bthere\b", re.I)
 # Words for people: a count of "patients" is met by "104 adults" or "n = 53".
 PEOPLE = frozenset(stems("people person patients participants adults subjects individuals volunteers "
                          "veterans men women clients smokers users respondents children adolescents "
@@ -254,6 +272,7 @@ def carry(focus: Focus, previous: Focus) -> Focus:
                 focus.aliases.setdefault(st, set()).update(previous.aliases[st])
     if focus.kind is None and not focus.polar:
         focus.kind, focus.unit, focus.counted = previous.kind, previous.unit, previous.counted
+        focus.outcome = focus.outcome or previous.outcome
     if not focus.names:
         focus.names = list(previous.names)
     if not focus.medicines:
@@ -292,15 +311,17 @@ def split_parts(question: str) -> list[str]:
 
 
 def _focus(text: str, corpus: CorpusTerms | None) -> Focus:
-    # The context a rewritten follow-up carries ("(about MDMA)") guides retrieval but is not what
-    # the user named: its substances do not gate sentences.
+    # The context a rewritten follow-up carries ("(about MDMA)") guides retrieval but what the
+    # user names replaces it: its names never gate sentences, its substances only while the
+    # follow-up names none of its own ("has it been tried for PTSD?" is still about DMT).
     carried = _CARRIED.search(text)
     own = text[:carried.start()] if carried else text
     focus = _analyse_text(text, corpus)
     if carried:
-        focus.substances = [s for s in focus.substances if s in lexicon.find_substances(own)]
         own_words = set(re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", lexicon.normalize(own)))
         focus.names = [n for n in focus.names if n in own_words]
+        if focus.names or lexicon.find_substances(own):
+            focus.substances = [s for s in focus.substances if s in lexicon.find_substances(own)]
     return focus
 
 
@@ -358,7 +379,9 @@ def _analyse_text(text: str, corpus: CorpusTerms | None) -> Focus:
     if corpus:
         for m in re.finditer(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)+", text):
             whole = m.group().lower()
-            if whole in corpus.names and not lexicon.is_alias(whole):
+            pieces = re.findall(r"[a-z0-9]+", whole)
+            plain = all(x.isdigit() or specificity(x) < 0.5 for x in pieces)
+            if whole in corpus.names and not lexicon.is_alias(whole) and not plain:
                 names.append(whole)
                 inside.update(re.findall(r"[a-z0-9]+", whole))
     for w, st in zip(raw_words, stemmed):
@@ -414,7 +437,8 @@ def _analyse_text(text: str, corpus: CorpusTerms | None) -> Focus:
                 aliases.setdefault(q_st, set()).update(stems(" ".join(lexicon.CONDITIONS[slug])))
     return Focus(text=text, kind=kind, polar=polar, unit=unit, names=names, substances=substances,
                  medicines=lexicon.find_medicines(text), terms=terms, words=shown, aliases=aliases,
-                 unknown=unknown, figures=figures, known=known, counted=counted, measured=measured)
+                 unknown=unknown, figures=figures, known=known, counted=counted, measured=measured,
+                 outcome=kind is None and bool(_OUTCOME.search(norm)))
 
 
 def _forms(stem: str, vocab: tuple[str, ...]) -> set[str]:

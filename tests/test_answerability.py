@@ -1,0 +1,119 @@
+"""The answer step answers the question asked (issue 12), through the real Assistant, model and
+index: abstention that names what is missing and offers related reading, informal input, the asked
+entity, multi-part questions, follow-ups and result questions. The questions are the issue's own
+examples and the kinds it names, not items of eval/quality.jsonl."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fixtures_assistant import ask
+
+from assistant import messages
+from assistant.answer.focus import RESULT
+
+pytestmark = pytest.mark.slow
+
+
+def U(text: str) -> dict:
+    return {"role": "user", "content": text}
+
+
+def A(text: str) -> dict:
+    return {"role": "assistant", "content": text}
+
+
+def sentences(answer) -> list[str]:
+    return [s.strip(" -") for s in re.split(r"(?<=\])\s+|\n", answer.answer) if s.strip(" -")]
+
+
+# ----------------------------------------------------------------------------- abstention
+
+@pytest.mark.parametrize("question,named", [
+    ("What QTc cut-off excluded people from the MAPP2 trial?", ["QTC", "MAPP2"]),
+    ("What washout period for SSRIs was used before dosing in MAPP1?", ["washout", "MAPP1"]),
+])
+def test_an_on_topic_question_the_corpus_cannot_answer_names_what_is_missing(qa, question, named):
+    ans = ask(qa, question)
+    assert ans.status == "no_evidence" and ans.citations == []
+    for word in named:
+        assert word.lower() in ans.answer.lower()
+    # the closest passages are offered, cited, and labelled as not answering
+    assert ans.related and all(c.doc_id and c.passage and c.highlight for c in ans.related)
+    assert "do not answer the question" in ans.answer
+    assert ans.caveat == messages.CAVEAT
+
+
+def test_a_follow_up_about_a_substance_the_corpus_has_no_ptsd_trial_of_abstains(qa):
+    ans = ask(qa, "has it been tried for PTSD too?",
+              [U("What is DMT?"), A("DMT is a short-acting tryptamine psychedelic [1].")])
+    assert ans.status == "no_evidence"
+    assert "DMT" in ans.answer  # it says what it looked for, not MDMA's trials
+    assert ans.citations == []
+
+
+# ----------------------------------------------------------------------------- informal input
+
+@pytest.mark.parametrize("question,doc", [
+    ("My patient on Zoloft wants to join a psilocybin trial, is there an interaction?", "drug-interactions"),
+    ("How many people completed the 12-month interviews in the Noller ibogaine cohort?",
+     "ibogaine-opioid-use-disorder"),
+    ("psilocybn for depresion", None),
+])
+def test_brand_names_everyday_words_and_typos_do_not_make_a_question_out_of_scope(qa, question, doc):
+    ans = ask(qa, question)
+    assert ans.status == "answered", ans.answer
+    if doc:
+        assert doc in {c.doc_id for c in ans.citations}
+
+
+# ----------------------------------------------------------------------------- selection
+
+def test_a_question_about_one_trial_is_not_answered_with_another_trials_figures(qa):
+    ans = ask(qa, "What share of the MDMA group no longer met PTSD criteria in MAPP2?")
+    assert ans.status == "answered"
+    assert "71.2%" in ans.answer
+    assert "67%" not in ans.answer  # MAPP1's figure
+
+
+def test_a_follow_up_about_another_place_stays_on_that_place(qa):
+    ans = ask(qa, "what about germany?",
+              [U("Can psychiatrists prescribe psilocybin in the Czech Republic?"),
+               A("From 1 January 2026, Czech psychiatrists may prescribe individually compounded "
+                 "synthetic psilocybin for severe, treatment-resistant depression [1].")])
+    assert ans.status == "answered"
+    assert "11 July 2025" in ans.answer
+    for sentence in sentences(ans):
+        assert not re.search(r"Czech|Australia|Canada", sentence), sentence
+
+
+def test_how_effective_is_answered_with_results_not_with_document_structure(qa):
+    ans = ask(qa, "How effective is psilocybin for treatment-resistant depression?")
+    assert ans.status == "answered"
+    assert RESULT.search(ans.answer)
+    assert not re.search(r"summari[sz]ed (?:here|separately)|This summary covers", ans.answer)
+
+
+def test_one_fact_stated_in_several_documents_is_shown_once(qa):
+    ans = ask(qa, "Does Spravato raise blood pressure?")
+    assert ans.status == "answered"
+    said = [s for s in sentences(ans) if re.search(r"raises blood pressure at all recommended doses", s)]
+    assert len(said) <= 2  # at most once plainly and once with the figures of its time course
+    assert len({c.doc_id for c in ans.citations}) >= 2  # the other sources are cited, not repeated
+
+
+def test_a_multi_part_question_answers_each_part_or_says_it_is_not_covered(qa):
+    ans = ask(qa, "In the Stanford magnesium-ibogaine study, what was the 1-month effect size for "
+                  "disability, and was there a comparison group?")
+    assert ans.status == "answered"
+    assert "d = 2.20" in ans.answer
+    assert "no control group" in ans.answer.lower() or any(
+        "comparison group" in n for n in ans.notes)
+
+
+def test_a_part_the_sources_do_not_cover_is_named_under_the_answer(qa):
+    ans = ask(qa, "How many adults were in MAPP2, and what washout period for lithium did it use?")
+    assert ans.status == "answered"
+    assert "104" in ans.answer
+    assert any(n.startswith("Not answered by the sources") and "washout" in n for n in ans.notes)

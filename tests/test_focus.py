@@ -1,0 +1,83 @@
+"""What a question asks for (assistant/answer/focus.py), without the model: multi-part splits,
+names, places, follow-up context and result questions."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant import lexicon
+from assistant.answer.focus import CorpusTerms, analyse, split_parts
+
+
+@pytest.mark.parametrize("question,parts", [
+    # "at which" starts a question of its own
+    ("How many adults were in Bogenschutz 2022, and at which weeks were the medication sessions held?",
+     ["How many adults were in Bogenschutz 2022?", "at which weeks were the medication sessions held?"]),
+    # existential "was there" does not lean on the clause before; the shared setting is kept
+    ("In the Stanford magnesium-ibogaine study, what was the 1-month effect size for disability, "
+     "and was there a comparison group?",
+     ["In the Stanford magnesium-ibogaine study, what was the 1-month effect size for disability?",
+      "In the Stanford magnesium-ibogaine study, was there a comparison group?"]),
+    # "it" is the question's subject, which each part inherits
+    ("How many adults were in MAPP2, and what washout period did it use?",
+     ["How many adults were in MAPP2?", "what washout period did it use?"]),
+    ("In the Carbonaro survey: how many people responded, and what share sought medical help?",
+     ["In the Carbonaro survey: how many people responded?",
+      "In the Carbonaro survey: what share sought medical help?"]),
+])
+def test_multi_part_questions_are_split(question, parts):
+    assert split_parts(question) == parts
+
+
+@pytest.mark.parametrize("question", [
+    "What dose was used in MAPP1, and is that addictive?",     # leans on the first part
+    "Is there a washout period before MDMA?",                  # one question with "there"
+    "What about kratom and ibogaine?",                          # a topic, not two questions
+])
+def test_one_question_is_one_part(question):
+    assert split_parts(question) == [question]
+
+
+def test_places_are_known_from_iso_3166_not_from_a_hand_list():
+    assert all(lexicon.is_place(p) for p in ("Germany", "Czech Republic", "Oregon", "Queensland",
+                                             "New Mexico", "Ontario"))
+    assert not any(lexicon.is_place(w) for w in ("Hopkins", "Carbonaro", "Goodwin", "psilocybin",
+                                                 "trial", "Stanford"))
+    # another place, in any form; the asked one (in any form) does not count
+    assert lexicon.mentions_place("the czech criminal-code amendment", {"germany"})
+    assert lexicon.mentions_place("canadian special access", {"germany"})
+    assert not lexicon.mentions_place("the german programme in mannheim", {"germany"})
+    assert not lexicon.mentions_place("a mexican ibogaine clinic", {"mexico"})
+
+
+# The index's view of the corpus, reduced to the names these tests need.
+CORPUS = CorpusTerms(df={}, chunks=100, names=frozenset({"day-7", "palhano-fontes", "gh001-trd-201",
+                                                         "comp005", "germany", "czech"}))
+
+
+def test_a_hyphenated_phrase_of_plain_words_is_not_a_name():
+    assert analyse("What was the day-7 effect size in the ayahuasca trial?", CORPUS).names == []
+    assert analyse("What did Palhano-Fontes report at day 7?", CORPUS).names == ["palhano-fontes"]
+    assert "gh001-trd-201" in analyse("Did GH001-TRD-201 meet its endpoint?", CORPUS).names
+
+
+def test_a_follow_up_keeps_its_substance_until_it_names_its_own():
+    # "has it been tried for PTSD?" after a DMT turn is still about DMT...
+    assert analyse("has it been tried for PTSD too? (about DMT)", None).substances == ["dmt"]
+    # ...a follow-up naming its own substance, place or trial drops what was carried
+    assert analyse("what about ketamine? (about MDMA)", None).substances == ["ketamine"]
+    assert analyse("what about COMP005? (about MDMA)", CORPUS).substances == []
+    assert analyse("what about germany? (about psilocybin, Czech Republic)", CORPUS).names == ["germany"]
+    # names carried by the rewrite never gate
+    assert analyse("and the side effects? (about psilocybin, Czech Republic)", CORPUS).names == []
+
+
+@pytest.mark.parametrize("question,outcome", [
+    ("How effective is psilocybin for treatment-resistant depression?", True),
+    ("ok and what did COMP005 show?", True),
+    ("Does ketamine work for depression?", True),
+    ("Are GH Research's phase 2b GH001 results peer reviewed?", False),  # a status question
+    ("What dose of MDMA was given in MAPP1?", False),                    # a figure question
+])
+def test_result_questions_prefer_result_sentences(question, outcome):
+    assert analyse(question, None).outcome is outcome
