@@ -423,6 +423,20 @@ SHORTHAND: dict[str, tuple[str, ...]] = {
     "combos": ("combining", "combination"), "vape": ("inhaled",), "vaped": ("inhaled",),
     "vaping": ("inhaled",), "cohort": ("participants",), "subjects": ("participants",),
     "enrolled": ("randomised", "participants"), "sample size": ("participants",),
+    # Routes of administration as people say them.
+    "infusion": ("intravenous",), "infusions": ("intravenous",), "iv": ("intravenous",),
+    "drip": ("intravenous",), "injection": ("intramuscular", "intravenous"),
+    "injections": ("intramuscular", "intravenous"),
+    # Regulatory decisions as people say them (the FDA "declines to approve" in a complete
+    # response letter; nothing is "rejected").
+    "reject": ("declined to approve", "complete response letter"),
+    "rejected": ("declined to approve", "complete response letter"),
+    "rejection": ("declined to approve", "complete response letter"),
+    "turned down": ("declined to approve",), "turn down": ("declined to approve",),
+    # Lay words for clinical events.
+    "overdose": ("toxicity", "high doses"), "overdoses": ("toxicity", "high doses"),
+    "overdosed": ("toxicity", "high doses"), "spike": ("rise", "increase"),
+    "spikes": ("rise", "increase"),
 }
 
 _MEDICINE_ALIASES: dict[str, str] = {

@@ -60,6 +60,9 @@ def test_a_follow_up_about_a_substance_the_corpus_has_no_ptsd_trial_of_abstains(
     ("How many people completed the 12-month interviews in the Noller ibogaine cohort?",
      "ibogaine-opioid-use-disorder"),
     ("psilocybn for depresion", None),
+    # lay words for what the corpus says in its own terms ("declined to approve", "intravenous")
+    ("Why did the FDA reject MDMA-assisted therapy in 2024?", None),
+    ("How long can QT prolongation persist after an ibogaine overdose?", "ibogaine-cardiac-risk-and-deaths"),
 ])
 def test_brand_names_everyday_words_and_typos_do_not_make_a_question_out_of_scope(qa, question, doc):
     ans = ask(qa, question)
