@@ -82,9 +82,34 @@ def generation(collection) -> int:
     return int((collection.metadata or {}).get("generation", 0))
 
 
+def born(meta: dict) -> int:
+    """The generation from which a chunk (its metadata) is visible."""
+    return int(meta.get("gen", 0))
+
+
+def dies(meta: dict) -> int:
+    """The generation from which a chunk is gone (`NEVER` while it is alive)."""
+    return int(meta.get("dead", NEVER))
+
+
+def retiring(meta: dict) -> bool:
+    """Whether a chunk has been retired (at some generation, committed or not)."""
+    return dies(meta) != NEVER
+
+
+def alive(gen: int) -> dict:
+    """The metadata that makes a chunk visible from `gen` on, for good."""
+    return {"gen": gen, "dead": NEVER}
+
+
+def retired(gen: int) -> dict:
+    """The metadata update that retires a chunk from generation `gen` on."""
+    return {"dead": gen}
+
+
 def visible(meta: dict, generation: int) -> bool:
     """Whether a chunk (its metadata) belongs to the committed `generation`."""
-    return int(meta.get("gen", 0)) <= generation < int(meta.get("dead", NEVER))
+    return born(meta) <= generation < dies(meta)
 
 
 def visible_where(generation: int) -> dict:
@@ -294,7 +319,7 @@ def chunk_meta(chunk: Chunk, gen: int, sentence_vectors=None) -> dict:
     """The metadata a chunk is stored with, alive and visible from generation `gen` (with its
     sentences' vectors when given)."""
     m = dict(chunk.metadata)
-    m.update(gen=gen, dead=NEVER)
+    m.update(alive(gen))
     m.update(doc_id=chunk.doc_id, source=chunk.source, title=chunk.title, section=chunk.section,
              start=chunk.start, end=chunk.end, ordinal=chunk.ordinal)
     if chunk.page is not None:

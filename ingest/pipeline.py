@@ -161,16 +161,16 @@ def read_state(collection, committed: int | None = None) -> dict[str, DocState]:
         committed = index.generation(collection)
     docs: dict[str, DocState] = {}
     for cid, m in _all_metadatas(collection):
-        dead = int(m.get("dead", index.NEVER))
+        dead = index.dies(m)
         if dead <= committed:
             continue
         d = docs.setdefault(m["doc_id"], DocState(m["doc_id"], m.get("source", ""), m.get("root", "")))
         d.ids.add(cid)
         d.hashes.add(m.get("doc_hash", ""))
         d.expected = int(m.get("doc_chunks", -1))
-        d.gens[cid] = int(m.get("gen", 0))
+        d.gens[cid] = index.born(m)
         d.facets = index.facets_of(m)
-        if dead != index.NEVER:
+        if index.retiring(m):  # retired at a generation not yet committed
             d.doomed += 1
         if index.has_sentences(m):
             d.sentences[cid] = str(m[index.SENTENCE_SPANS])
@@ -504,7 +504,7 @@ def _write(col, plan: _Plan, vectors: dict[str, _Vectors], max_batch: int) -> No
                                                if c.chunk_id in vectors else None) for c, g in part])
     for k in range(0, len(plan.doomed), max_batch):
         part = plan.doomed[k:k + max_batch]
-        col.update(ids=part, metadatas=[{"dead": plan.new_gen}] * len(part))
+        col.update(ids=part, metadatas=[index.retired(plan.new_gen)] * len(part))
 
 
 def _commit(client, col, plan: _Plan, settings: Settings, rebuild: bool) -> tuple[int, dict[str, DocState]]:

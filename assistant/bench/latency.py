@@ -241,7 +241,7 @@ def build_scale(settings, eval_sets: list[Path], n: int) -> Path:
         for i in idx:
             j, copy = i % base, i // base
             text, meta = docs[j], dict(metas[j])
-            meta.update(gen=1, dead=index.NEVER)  # visible at the collection's generation 1
+            meta.update(index.alive(1))  # visible at the collection's generation 1
             v = vecs[j]
             if copy:
                 words = text.split(" ")
