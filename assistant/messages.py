@@ -77,6 +77,13 @@ def no_evidence_text(missing: str, related: int, nearest: list[str]) -> str:
 CLAIMS_HEADING: str = "Claims in other sources (opinion, news or unreviewed; not reviewed evidence):"
 
 
+def claims_only(shown: int) -> str:
+    """A note under an answer that only opinion, news or unreviewed sources give."""
+    what = "passage shown first is" if shown == 1 else "passages shown first are"
+    return (f"No reviewed source answers this directly; the reviewed {what} the closest to it, "
+            "and the claims after them come from other sources.")
+
+
 def figure_not_found(figure: str, title: str) -> str:
     """A figure of an opinion, news or unreviewed source that no reviewed source holds."""
     return f"{figure} (from \"{title}\"): not found in any reviewed source."

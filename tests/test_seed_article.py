@@ -157,3 +157,35 @@ def test_psyqa_status_lists_the_unreviewed_files(seeded):
     listed = res.stdout.split("unreviewed (", 1)[1].splitlines()[1:]
     want = sorted(name for name, path, *_ in ARTICLES.values() if path is not None)
     assert [ln.strip() for ln in listed if ln.startswith("  ")] == want, res.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", articles())
+def test_each_claim_is_answered_with_reviewed_evidence_first_and_its_figures_checked(seeded, key):
+    """Issue 14: a question about one of the article's figure claims leads with reviewed evidence;
+    the article's own sentence comes (if at all) after the claims heading, labelled by its type,
+    and every figure of it that no reviewed source states is marked as such."""
+    from assistant import messages
+    from assistant.answer.extractive import REVIEWED_TYPES
+
+    name, *_, questions, _ = ARTICLES[key]
+    qa = seeded[3]
+    for q in questions:
+        ans = qa.ask(q, [])
+        assert ans.status == "answered", (q, ans.answer)
+        by_n = {c.n: c for c in ans.citations}
+        marked = [(text, nums) for text, nums in split_marked(ans.answer) if nums]
+        first_text, first_nums = marked[0]
+        assert all(by_n[n].source_type in REVIEWED_TYPES for n in first_nums), (q, first_text)
+        before, _, after = ans.answer.partition(messages.CLAIMS_HEADING)
+        for c in ans.citations:
+            if c.source == name:  # the article itself: labelled, and only under the heading
+                assert c.source_type == "unreviewed"
+                assert f"[{c.n}]" not in before, (q, before)
+                assert f"[{c.n}]" in after, (q, ans.answer)
+        # every figure quoted from the article was looked up; one no reviewed source holds says so
+        quoted = [f for f in ans.figures if by_n[f.citation].source == name]
+        for f in quoted:
+            if not f.held:
+                assert any(f.figure in note and "not found in any reviewed source" in note
+                           for note in ans.notes), (q, f, ans.notes)

@@ -40,13 +40,14 @@ from assistant.text import sentence_spans
 
 # Weights and thresholds, chosen on the dev split of eval/quality.jsonl (BENCHMARKS.md, Answers).
 COVERAGE_WEIGHT = 0.35   # selection score = similarity(question, sentence) + this x focus coverage
-RESULT_BONUS = 0.1       # ... + this for a sentence reporting a result, when the question asks for one
+RESULT_BONUS = 0.1       # ... + this for a sentence reporting a result the question asks for, or its figure
 # Answerability: intercept, then the weights of `features()` (sim, coverage, miss_known,
 # miss_unknown, figures_ok, passage cosine). Refit with scripts/fit_answerability.py.
 ANSWERABILITY = (-1.832, 4.965, 1.820, -1.863, -3.479, 0.998, -0.524)
 SELECT_MARGIN = 0.25     # further sentences must score within this of the best
 MIN_SENTENCES = 2        # ... and up to this many are taken within SECOND_MARGIN when there are
 SECOND_MARGIN = 0.4
+CLAIM_CONTEXT = 2        # reviewed sentences shown before a claim no reviewed sentence answers
 NEAR_P = 0.3             # below this, not even a related passage: name the nearest topics instead
 MMR_LAMBDA = 0.7         # relevance vs novelty when choosing further sentences
 DUPLICATE = 0.9          # sentence vectors this close say the same thing
@@ -117,6 +118,8 @@ class _Choice:
     best: float = 0.0
     missing: str = ""
     related: list[Candidate] = field(default_factory=list)
+    # The reviewed sentences closest to the question, for an answer only other sources give.
+    reviewed_near: list[Candidate] = field(default_factory=list)
 
     @property
     def answered(self) -> bool:
@@ -216,6 +219,8 @@ def judge(c: Candidate, focus: Focus, names: frozenset[str] = frozenset()) -> No
     c.score = c.sim + COVERAGE_WEIGHT * c.coverage
     if focus.outcome and RESULT.search(c.text):
         c.score += RESULT_BONUS
+    if focus.figures and all(covered.get(f.strip().rstrip("%").strip(), 0.0) >= 1.0 for f in focus.figures):
+        c.score += RESULT_BONUS  # it states the very figure the question asks about
     c.p = answerability(c)
 
 
@@ -373,6 +378,16 @@ def choose(cands: list[Candidate], focus: Focus, names: frozenset[str], min_p: f
         per_passage[cid] = per_passage.get(cid, 0) + 1
         first = False
     choice.chosen = picked
+    if picked and not any(reviewed(c.hit) for c in picked):
+        # Only opinion, news or unreviewed sources answer: the closest reviewed sentences about
+        # the same subject are shown first, so the claim is never read without the evidence.
+        near = sorted((c for c in cands if reviewed(c.hit) and c.eligible and c.p >= NEAR_P
+                       and not c.leans), key=lambda c: (-c.score, c.hit.rank, c.start))
+        for c in near:
+            if len(choice.reviewed_near) >= CLAIM_CONTEXT:
+                break
+            if not any(_same(c, o) for o in choice.reviewed_near):
+                choice.reviewed_near.append(c)
     return choice
 
 
@@ -446,13 +461,17 @@ def answer(evidence: Evidence) -> Draft:
     # opinion, news and unreviewed sources under their own heading.
     ordered: list[tuple[Candidate, list[Candidate]]] = []
     seen: set[tuple[str, int]] = set()
+    notes: list[str] = []
     for ch in answered:
+        if ch.reviewed_near:
+            notes.append(messages.claims_only(len(ch.reviewed_near)))
         # Each passage's sentences in reading order, right after the first one chosen from it.
         order: list[Candidate] = []
-        for c in ch.chosen:
+        for c in ch.reviewed_near + ch.chosen:
             if c in order:
                 continue
-            same = [x for x in ch.chosen if x.hit.chunk.chunk_id == c.hit.chunk.chunk_id and x not in order]
+            same = [x for x in ch.reviewed_near + ch.chosen
+                    if x.hit.chunk.chunk_id == c.hit.chunk.chunk_id and x not in order]
             order.extend(sorted(same, key=lambda x: x.start))
         for c in order:
             key = (c.hit.chunk.chunk_id, c.start)
@@ -478,7 +497,7 @@ def answer(evidence: Evidence) -> Draft:
             ns.append(numbers_of[cid])
         (pairs if reviewed(c.hit) else claims).append((c.text, list(dict.fromkeys(ns))))
     citations = [citation(n, hits_of[cid], sorted(highlights[cid])) for cid, n in numbers_of.items()]
-    notes = [messages.part_not_covered(ch.focus.text, ch.missing) for ch in choices if not ch.answered]
+    notes += [messages.part_not_covered(ch.focus.text, ch.missing) for ch in choices if not ch.answered]
     text = compose(pairs, claims)
     return Draft("answered", text, citations, [(t, ns[0]) for t, ns in pairs + claims], confidence, [],
                  nearest, notes)

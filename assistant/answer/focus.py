@@ -61,6 +61,7 @@ _KINDS: list[tuple[str, re.Pattern[str]]] = [(k, re.compile(p, re.I)) for k, p i
               r"cut-?off|threshold|upper limit)"),
 ]]
 # Kinds whose figure an answer must contain (a yes/no or a "what happened" question has none).
+_KINDS_BY = dict(_KINDS)
 FIGURE_KINDS = ("money", "effect", "dose", "duration", "percent", "count", "date", "value")
 # Questions about results ("how effective is", "what did COMP005 show", "does it work"): a sentence
 # that reports a result (a rate, an effect size, a p value, arm versus arm) answers them best.
@@ -337,6 +338,8 @@ def has_subject(question: str) -> bool:
 def _analyse_text(text: str, corpus: CorpusTerms | None) -> Focus:
     norm = lexicon.normalize(text)
     kind = next((k for k, rx in _KINDS if rx.search(norm)), None)
+    if kind == "percent" and _POLAR.search(norm) and not _KINDS_BY["percent"].search(norm.replace("%", " ")):
+        kind = None  # "Did it cut X by 80%?" asks whether the stated figure is right
     polar = bool(_POLAR.search(norm)) and kind is None
     unit = None
     um = _ASKED_UNIT.search(norm)
