@@ -63,6 +63,8 @@ def test_a_follow_up_about_a_substance_the_corpus_has_no_ptsd_trial_of_abstains(
     # lay words for what the corpus says in its own terms ("declined to approve", "intravenous")
     ("Why did the FDA reject MDMA-assisted therapy in 2024?", None),
     ("How long can QT prolongation persist after an ibogaine overdose?", "ibogaine-cardiac-risk-and-deaths"),
+    # everyday words the corpus never uses, in a question about one of its subjects
+    ("how long must pts hang around after a spravato dose before going home", "esketamine-spravato"),
 ])
 def test_brand_names_everyday_words_and_typos_do_not_make_a_question_out_of_scope(qa, question, doc):
     ans = ask(qa, question)
@@ -120,3 +122,8 @@ def test_a_part_the_sources_do_not_cover_is_named_under_the_answer(qa):
     assert ans.status == "answered"
     assert "104" in ans.answer
     assert any(n.startswith("Not answered by the sources") and "washout" in n for n in ans.notes)
+
+
+def test_an_everyday_word_without_a_corpus_subject_is_still_out_of_scope(qa):
+    ans = ask(qa, "What is the capital of Australia?")  # "capital" is the whole question
+    assert ans.status == "no_evidence" and ans.citations == []

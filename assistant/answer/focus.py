@@ -116,6 +116,9 @@ _KIND_WORDS = frozenset(stems(
     "dose doses dosage dosing value level cut off cutoff threshold year years date when cost price "
     "size figure figures amount amounts effect effects mg kg micrograms milligrams hours days weeks "
     "months minutes points"))
+# An everyday English word the corpus never uses ("hang around", "how acid hits") weighs this
+# fraction of its specificity: it never makes a question out of scope by itself.
+EVERYDAY_UNUSED = 0.5
 # English function words (NLTK's standard stopword list; bm25s's own list has 33 words and keeps
 # "what", "did", "any"): they carry no topic, so they are never key terms.
 FUNCTION_WORDS = frozenset("""
@@ -421,6 +424,11 @@ def _analyse_text(text: str, corpus: CorpusTerms | None) -> Focus:
                     known.add(st)
                 elif general >= 0.5 and len(w) >= 4:
                     unknown.append(w)  # a specific word the corpus never uses
+                elif substances or medicine_words or condition_words:
+                    # everyday English the corpus happens not to use, in a question about one of
+                    # its subjects ("how long does a pt hang around after Spravato?"); without a
+                    # subject it may be the whole question ("what is the capital of Australia?")
+                    weight = general * EVERYDAY_UNUSED
         terms[st] = max(terms.get(st, 0.0), weight)
         shown.setdefault(st, w)
     for f in figures:  # "at 6 months", "by 71%": the figure the question is about
