@@ -423,6 +423,7 @@ SHORTHAND: dict[str, tuple[str, ...]] = {
     "combos": ("combining", "combination"), "vape": ("inhaled",), "vaped": ("inhaled",),
     "vaping": ("inhaled",), "cohort": ("participants",), "subjects": ("participants",),
     "enrolled": ("randomised", "participants"), "sample size": ("participants",),
+    "endpoint": ("outcome",), "endpoints": ("outcomes",), "end point": ("outcome",),
     # Routes of administration as people say them.
     "infusion": ("intravenous",), "infusions": ("intravenous",), "iv": ("intravenous",),
     "drip": ("intravenous",), "injection": ("intramuscular", "intravenous"),

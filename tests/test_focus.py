@@ -81,3 +81,8 @@ def test_a_follow_up_keeps_its_substance_until_it_names_its_own():
 ])
 def test_result_questions_prefer_result_sentences(question, outcome):
     assert analyse(question, None).outcome is outcome
+
+
+def test_the_number_of_a_phase_is_not_a_figure_the_answer_must_state():
+    focus = analyse("Did the MDMA phase 3 trials show benefit lasting past the 18-week endpoint?", None)
+    assert focus.figures == ["18"]

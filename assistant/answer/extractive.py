@@ -358,7 +358,7 @@ def choose(cands: list[Candidate], focus: Focus, names: frozenset[str], min_p: f
             options = [c for c in options if c.score >= best - SELECT_MARGIN]
         if not options:
             break
-        nxt = max(options, key=lambda c: _mmr(c, picked))
+        nxt = max(options, key=(lambda c: (c.p, c.score)) if first else (lambda c: _mmr(c, picked)))
         pool.remove(nxt)
         dup = next((p for p in picked if _same(nxt, p)), None)
         if dup is not None:

@@ -116,6 +116,8 @@ _KIND_WORDS = frozenset(stems(
     "dose doses dosage dosing value level cut off cutoff threshold year years date when cost price "
     "size figure figures amount amounts effect effects mg kg micrograms milligrams hours days weeks "
     "months minutes points"))
+# The weight of a trial phase's number ("phase 3") as a key term (a stated figure weighs 0.6).
+PHASE_WEIGHT = 0.3
 # An everyday English word the corpus never uses ("hang around", "how acid hits") weighs this
 # fraction of its specificity: it never makes a question out of scope by itself.
 EVERYDAY_UNUSED = 0.5
@@ -360,7 +362,8 @@ def _analyse_text(text: str, corpus: CorpusTerms | None) -> Focus:
         mm = re.search(r"\b(\w{4,}) rates?\b", norm)
         if mm and mm.group(1) not in FUNCTION_WORDS and stems(mm.group(1)):
             measured = stems(mm.group(1))[0]
-    figures = [m.group() for m in re.finditer(r"(?<![\w.-])\d+(?:[.,]\d+)?(?:\s?%)?(?![\w.])", text)
+    # Figures the question states; not years, and not the number of a phase ("phase 3 trials").
+    figures = [m.group() for m in re.finditer(r"(?<![\w.-])(?<!phase )(?<!Phase )\d+(?:[.,]\d+)?(?:\s?%)?(?![\w.])", text)
                if not re.fullmatch(r"(?:19|20)\d\d", m.group().strip())]
 
     resolved = lexicon.resolve_terms(text)
@@ -436,6 +439,10 @@ def _analyse_text(text: str, corpus: CorpusTerms | None) -> Focus:
         terms.setdefault(key, 0.6)
         shown.setdefault(key, f.strip())
         known.add(key)
+    for m in re.finditer(r"\bphase (\d)\b", text, re.I):  # "phase 3": a topic word, not a figure asked for
+        terms.setdefault(m.group(1), PHASE_WEIGHT)
+        shown.setdefault(m.group(1), m.group())
+        known.add(m.group(1))
     # What brand names, shorthand and lay words stand for covers them.
     for term in resolved:
         for st in stems(term):
