@@ -38,5 +38,7 @@ ingest: install
 bench: install
 	$(BIN)/psyqa bench latency
 
-clean-data:
-	rm -rf data
+# Removes the derived index data only (data/index/, benchmark caches); feedback and saved
+# conversations in data/user/ are kept. `psyqa clean` honours PSYQA_DATA_DIR.
+clean-data: install
+	@$(BIN)/psyqa clean

@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_ingest)
 
+    p = sub.add_parser("clean", help="remove the derived index data (never feedback or other user data)")
+    p.set_defaults(func=cmd_clean)
+
     p = sub.add_parser("status", help="what is indexed, and drift from the corpus folder")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
@@ -329,6 +332,19 @@ def cmd_status(args, settings: Settings) -> int:
         print(f"unreviewed ({len(st['unreviewed'])}: no source_type; their citations are marked so):")
         for source in st["unreviewed"]:
             print(f"  {source}")
+    return 0
+
+
+def cmd_clean(args, settings: Settings) -> int:
+    from ingest.clean import clean
+
+    removed, kept = clean(settings)
+    for path in removed:
+        print(f"psyqa: removed {path}", file=sys.stderr)
+    if not removed:
+        print(f"psyqa: no derived index data under {settings.data_dir}", file=sys.stderr)
+    print(f"psyqa: kept the user data in {kept} (feedback, saved conversations). Run "
+          "'psyqa ingest' (or 'make run') to build the index again.", file=sys.stderr)
     return 0
 
 

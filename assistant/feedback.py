@@ -1,4 +1,9 @@
-"""Feedback on answers: a small SQLite store under the data dir, and `psyqa feedback export`.
+"""Feedback on answers: a small SQLite store in the user-data folder, `psyqa feedback export` and
+`psyqa feedback backup`.
+
+The database lives in `settings.user_dir` (data/user/), apart from the derived index, so nothing that
+rebuilds or cleans the index touches it; a database left at the old place (data/feedback.sqlite3)
+is copied over on first use, every table and row, and the old file is kept, renamed.
 
 One row per rating: question, answer, the cited chunk ids (JSON), the corpus hash the answer was
 built from, rating (+1 / -1), an optional comment, the "evidence is wrong" flag and the UTC time.
@@ -11,6 +16,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import os
 import sqlite3
 import sys
 from collections.abc import Iterable
@@ -43,7 +49,86 @@ MAX_COMMENT = 4000
 
 
 def db_path(settings: Settings) -> Path:
-    return Path(settings.data_dir) / FILENAME
+    """The feedback database (in the user-data folder); moves one left at the old place first."""
+    path = Path(settings.user_dir) / FILENAME
+    old = Path(settings.data_dir) / FILENAME
+    if old.exists() and not path.exists():
+        migrate(old, path)
+    return path
+
+
+def migrate(old: Path, new: Path) -> None:
+    """Copy the database at `old` to `new` (SQLite's online backup: every table, a consistent
+    snapshot even while another process writes), check that every table has the same rows, then
+    rename `old` to `<name>.migrated-<UTC time>` so no one writes to it any more. Nothing is deleted.
+    Two processes migrating at once: a file lock makes the second one find the copy done."""
+    from filelock import FileLock
+
+    new.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(new.parent / f".{FILENAME}.migrate.lock")):
+        if new.exists() or not old.exists():
+            return
+        tmp = new.with_name(f".{new.name}.migrating")
+        tmp.unlink(missing_ok=True)
+        backup(old, tmp)
+        if _table_counts(old) != _table_counts(tmp):
+            tmp.unlink(missing_ok=True)
+            raise OSError(f"copying {old} to {new} did not give the same rows; nothing was changed")
+        os.replace(tmp, new)
+        _fold_wal(old)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        os.replace(old, old.with_name(f"{old.name}.migrated-{stamp}"))
+
+
+def _fold_wal(path: Path) -> None:
+    """Write a WAL database's -wal back into the main file, so the file alone is complete."""
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("PRAGMA journal_mode = DELETE")
+    except sqlite3.OperationalError:
+        pass  # another process still has it open: its -wal stays beside it
+    finally:
+        conn.close()
+
+
+def _table_counts(path: Path) -> dict[str, int]:
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        names = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        return {n: conn.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in names}
+    finally:
+        conn.close()
+
+
+def backup(src: Path | str, dest: Path | str) -> dict[str, int]:
+    """A consistent copy of the whole database `src` (every table) at `dest`, made with SQLite's
+    online backup API, so the app may keep writing meanwhile. `dest` is written to a temporary
+    file next to it and renamed into place only when complete. Returns the rows per table."""
+    src, dest = Path(src), Path(dest)
+    if not src.exists():
+        raise FileNotFoundError(src)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.partial")
+    tmp.unlink(missing_ok=True)
+    source = sqlite3.connect(str(src), timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        target = sqlite3.connect(str(tmp))
+        try:
+            source.backup(target)
+            # A self-contained file: no -wal beside it that a copy could leave behind.
+            target.execute("PRAGMA journal_mode = DELETE")
+            ok = target.execute("PRAGMA integrity_check").fetchone()[0]
+        finally:
+            target.close()
+    finally:
+        source.close()
+    if ok != "ok":
+        tmp.unlink(missing_ok=True)
+        raise OSError(f"the copy of {src} failed SQLite's integrity check ({ok})")
+    os.replace(tmp, dest)
+    return _table_counts(dest)
 
 
 def connect(path: Path | str) -> sqlite3.Connection:
@@ -127,10 +212,31 @@ def cmd_export(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_backup(args, settings: Settings) -> int:
+    from assistant.errors import PsyqaError
+
+    path = db_path(settings)
+    if not path.exists():
+        raise PsyqaError(f"No feedback database at {path} yet: nothing to back up.")
+    dest = Path(args.path)
+    if dest.is_dir():
+        dest = dest / FILENAME
+    if dest.resolve() == path.resolve():
+        raise PsyqaError(f"{dest} is the live database; give another path for the backup.")
+    counts = backup(path, dest)
+    rows_text = ", ".join(f"{n} {t}" for t, n in sorted(counts.items()))
+    print(f"psyqa: backed up {path} to {dest} ({rows_text or 'no tables'}). To restore it, stop "
+          f"the app and copy it back to {path}.", file=sys.stderr)
+    return 0
+
+
 def register(subparsers) -> None:
-    """Add `psyqa feedback export [--out FILE]` to the CLI."""
+    """Add `psyqa feedback export [--out FILE]` and `psyqa feedback backup PATH` to the CLI."""
     p = subparsers.add_parser("feedback", help="feedback given in the chat app")
     sub = p.add_subparsers(dest="feedback_cmd", required=True)
     e = sub.add_parser("export", help="write all feedback as CSV (stdout by default)")
     e.add_argument("--out", type=Path, default=None, help="write to this file instead of stdout")
     e.set_defaults(func=cmd_export)
+    b = sub.add_parser("backup", help="a consistent copy of the whole user database (SQLite online backup)")
+    b.add_argument("path", type=Path, help="file (or folder) to write the copy to")
+    b.set_defaults(func=cmd_backup)

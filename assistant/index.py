@@ -21,7 +21,8 @@ collections directly) go through this module for every rule of the format:
   generation and stored with the commit (`count_facets`, `facets_of`), so the app offers only
   filter values the index holds without reading the chunks per question;
 * derived files: where the BM25 index of a generation lives (`bm25_dir`) and the pruning of older
-  ones (`prune_bm25`), and where the last ingest run's report is kept (`ingest_report_path`).
+  ones (`prune_bm25`), where the last ingest run's report is kept (`ingest_report_path`); the
+  layout of the data folder before derived and user data were separated (`adopt_old_layout`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -334,7 +336,7 @@ def chunk_meta(chunk: Chunk, gen: int, sentence_vectors=None) -> dict:
 def bm25_dir(settings: Settings, generation: int) -> Path:
     """Where the BM25 index of `generation` lives (per server in server mode: files are local)."""
     host = f"{settings.chroma_host}_{settings.chroma_port}-" if settings.chroma_host else ""
-    return Path(settings.data_dir) / "bm25" / f"{host}{settings.collection}-g{generation}"
+    return Path(settings.index_dir) / "bm25" / f"{host}{settings.collection}-g{generation}"
 
 
 def prune_bm25(keep: Path) -> None:
@@ -350,9 +352,27 @@ def prune_bm25(keep: Path) -> None:
 
 def ingest_report_path(settings: Settings) -> Path:
     """Where the report of the last ingest run against this collection (and server) is kept: derived
-    data next to the BM25 files, local to the machine that ran it."""
+    data under the index folder (removed with it by `psyqa clean`), local to the machine that ran
+    it."""
     host = f"{settings.chroma_host}_{settings.chroma_port}-" if settings.chroma_host else ""
-    return Path(settings.data_dir) / "reports" / f"{host}{settings.collection}-last-ingest.json"
+    return Path(settings.index_dir) / "reports" / f"{host}{settings.collection}-last-ingest.json"
+
+
+def adopt_old_layout(settings: Settings) -> None:
+    """Move the derived data of the old layout (data/chroma, data/bm25, data/reports) into data/index/.
+
+    One rename each, only when the new place is still empty; user data is moved by its owner
+    (`assistant.feedback.db_path`)."""
+    data, idx = Path(settings.data_dir), Path(settings.index_dir)
+    for name in ("chroma", "bm25", "reports"):
+        old, new = data / name, idx / name
+        if old.is_dir() and not new.exists():
+            idx.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(old, new)
+            except OSError:
+                if not new.exists():
+                    raise
 
 
 def now() -> str:

@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     )
 
     # Storage
-    data_dir: Path = Field(Path("data"), description="Everything psyqa writes lives here")
+    data_dir: Path = Field(
+        Path("data"), description="Everything psyqa writes lives here: index/ (derived, rebuildable "
+        "from the corpus) and user/ (feedback and saved conversations, never touched by a rebuild)")
     corpus_dir: Path = Field(Path("corpus"), description="Default corpus root for ingest")
     collection: str = Field("psyqa", description="Chroma collection name")
     chroma_host: str | None = Field(
@@ -76,8 +78,20 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
 
     @property
+    def index_dir(self) -> Path:
+        """Derived data: the embedded Chroma store, BM25 files, the ingest lock. Everything in it
+        can be rebuilt from the corpus; `psyqa clean` (make clean-data) removes it."""
+        return self.data_dir / "index"
+
+    @property
+    def user_dir(self) -> Path:
+        """What people wrote (feedback, saved conversations): nothing that rebuilds or cleans the
+        index touches it. Back it up with 'psyqa feedback backup'."""
+        return self.data_dir / "user"
+
+    @property
     def chroma_dir(self) -> Path:
-        return self.data_dir / "chroma"
+        return self.index_dir / "chroma"
 
     @property
     def server_mode(self) -> bool:

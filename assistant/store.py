@@ -12,7 +12,7 @@ from assistant.settings import Settings
 
 
 def open_client(settings: Settings):  # -> chromadb.ClientAPI
-    """Embedded PersistentClient under data_dir, or HttpClient when a host is set."""
+    """Embedded PersistentClient under the index folder, or HttpClient when a host is set."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
@@ -28,7 +28,9 @@ def open_client(settings: Settings):  # -> chromadb.ClientAPI
                 f"({type(exc).__name__}). Start it with 'chroma run --host {settings.chroma_host} "
                 f"--port {settings.chroma_port} --path <dir>' or unset PSYQA_CHROMA_HOST to use "
                 "the embedded store.") from None
+        index.adopt_old_layout(settings)
         return client
+    index.adopt_old_layout(settings)
     settings.chroma_dir.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
 

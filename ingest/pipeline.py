@@ -202,15 +202,17 @@ def run(paths: list[Path] | None, settings: Settings, *, rebuild: bool = False, 
         _check_only(files, settings, report, progress)
         report.seconds = time.perf_counter() - t0
         return report
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    index.adopt_old_layout(settings)
+    settings.index_dir.mkdir(parents=True, exist_ok=True)
     from filelock import FileLock, Timeout
 
-    lock = FileLock(str(settings.data_dir / "ingest.lock"))
+    lock_path = settings.index_dir / "ingest.lock"
+    lock = FileLock(str(lock_path))
     try:
         lock.acquire(timeout=0)
     except Timeout:
         raise IngestBusyError(
-            f"Another 'psyqa ingest' is running (lock {settings.data_dir / 'ingest.lock'}). "
+            f"Another 'psyqa ingest' is running (lock {lock_path}). "
             "Wait for it to finish, then run again.") from None
     try:
         _sync(files, scopes, settings, report, rebuild, progress, embedder)
@@ -547,7 +549,7 @@ def _check_space(settings: Settings, chunks: list[Chunk]) -> None:
     import shutil
 
     need = sum(384 * 4 * 3 + len(c.text.encode()) * 4 + 1024 for c in chunks) + 256 * 1024
-    free = shutil.disk_usage(settings.chroma_dir).free
+    free = shutil.disk_usage(settings.index_dir).free
     if free < need:
         raise PsyqaError(
             f"Not enough disk space under {settings.data_dir}: about {need / 1e6:.1f} MB needed for "

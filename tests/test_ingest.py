@@ -63,7 +63,7 @@ def assert_bm25_matches(settings) -> None:
     assert len(ids) == len(set(ids))
     assert set(ids) == set(col_ids), "BM25 files of the current generation differ from the collection"
     host = f"{settings.chroma_host.replace(':', '_')}_{settings.chroma_port}-" if settings.chroma_host else ""
-    gens = [d for d in (settings.data_dir / "bm25").iterdir()
+    gens = [d for d in (settings.index_dir / "bm25").iterdir()
             if d.is_dir() and d.name.startswith(f"{host}{settings.collection}-g")]
     assert len(gens) == 1, f"older BM25 generations left behind: {gens}"
 
@@ -282,7 +282,7 @@ def test_sigkill_at_any_moment_then_rerun_equals_clean_build(tmp_path, settings_
 def assert_consistent_or_partial(settings) -> int:
     """After a kill the store must still open and hold no duplicate ids (half-written docs allowed).
     Returns the number of chunks found, for the failure message."""
-    if (settings.data_dir / "chroma").exists():
+    if settings.chroma_dir.exists():
         return len(snapshot(settings))
     return 0
 
@@ -332,8 +332,8 @@ def test_second_ingest_refused_while_lock_held(tmp_path, settings_factory):
 
     settings = settings_factory()
     write_doc(settings.corpus_dir / "a.md", "A", "Body text.\n")
-    settings.data_dir.mkdir(parents=True)
-    with FileLock(str(settings.data_dir / "ingest.lock")):
+    settings.index_dir.mkdir(parents=True)
+    with FileLock(str(settings.index_dir / "ingest.lock")):
         t0 = time.perf_counter()
         res = psyqa("ingest", settings.corpus_dir, settings=settings, timeout=60)
         took = time.perf_counter() - t0

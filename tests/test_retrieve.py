@@ -255,7 +255,7 @@ def test_bm25_stays_in_step_with_chroma_after_change_add_and_remove(tmp_path, em
             assert word in top.chunk.text.lower()
 
     # Derived state lost (a crash, another machine's ingest): new services rebuild BM25 from Chroma.
-    bm25 = settings.data_dir / "bm25"
+    bm25 = settings.index_dir / "bm25"
     assert bm25.is_dir()
     shutil.rmtree(bm25)
     fresh = HybridSearch(build_services(settings))

@@ -303,11 +303,13 @@ def bench_scale(settings, sizes: list[int], backends: list[str], eval_sets: list
             else:
                 with tempfile.TemporaryDirectory(prefix="psyqa-bench-server-") as tmp:
                     srv = Path(tmp) / "chroma"
-                    shutil.copytree(data / "chroma", srv)
+                    local = settings.model_copy(update={"data_dir": data, "chroma_host": None})
+                    index.adopt_old_layout(local)  # a cache built before data/index/ existed
+                    shutil.copytree(local.chroma_dir, srv)
                     proc, _, port = start_chroma_server(srv)
                     try:
                         sdata = Path(tmp) / "data"
-                        src = index.bm25_dir(settings.model_copy(update={"data_dir": data, "chroma_host": None}), 1)
+                        src = index.bm25_dir(local, 1)
                         served = settings.model_copy(update={"data_dir": sdata, "chroma_host": "127.0.0.1",
                                                              "chroma_port": port})
                         shutil.copytree(src, index.bm25_dir(served, 1))

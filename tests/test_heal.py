@@ -1,0 +1,210 @@
+"""What people wrote is never lost (issue 17): user data lives apart from the derived index.
+
+- `make clean-data` and `psyqa ingest --rebuild` leave the feedback database byte-identical;
+- the layout before this (data/chroma, data/bm25, data/feedback.sqlite3) moves on first use, the
+  index into data/index/ and the feedback database (every table, every row) into data/user/;
+- `psyqa feedback backup` is a consistent copy while the app writes, and restores as documented.
+
+Real components throughout: embedded Chroma, the bundled model, the installed CLI and Makefile,
+SQLite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from assistant import feedback, index
+from assistant.bm25 import BM25Index
+from assistant.settings import Settings
+from helpers import REPO, cli_env, open_collection, psyqa, write_doc
+from ingest.pipeline import run
+
+pytestmark = pytest.mark.slow
+
+QUESTION = "What did the heron trial of psilocybin find?"
+
+
+# ------------------------------------------------------------------ corpora and snapshots
+
+def bird_corpus(corpus: Path) -> None:
+    for name, bird in (("a", "zebrafinch"), ("b", "heron"), ("c", "pelican"), ("d", "osprey")):
+        write_doc(corpus / f"{name}.md", f"The {bird} psilocybin trial",
+                  f"## Results\n\nThe {bird} trial of psilocybin for depression reported remission "
+                  f"in forty percent of adults at week six.\n\n## Safety\n\nIn the {bird} trial, "
+                  "headache and nausea were the most common adverse events of psilocybin.\n",
+                  substances=["psilocybin"], conditions=["depression"], source_type="trial")
+
+
+def snapshot(settings: Settings) -> dict:
+    """What a reader of the committed generation sees: chunk ids with their texts and metadata
+    (without `gen`/`dead`, the generation bookkeeping), every record visible, and the BM25 ids."""
+    col = open_collection(settings)
+    assert col is not None, f"no collection in {settings.chroma_dir}"
+    gen = index.generation(col)
+    got = col.get(include=["documents", "metadatas"])
+    chunks = {cid: (doc, {k: v for k, v in meta.items() if k not in ("gen", "dead")})
+              for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"])
+              if index.visible(meta, gen)}
+    assert len(chunks) == len(got["ids"]), "records left over that no reader sees"
+    lex = BM25Index.load(index.bm25_dir(settings, gen))
+    assert lex is not None, f"no BM25 files for generation {gen}"
+    meta = col.metadata or {}
+    return {"chunks": chunks, "bm25": sorted(lex.ids), "documents": meta.get("documents"),
+            "count": meta.get("chunks"), "roots": meta.get("roots")}
+
+
+def seed_user_data(settings: Settings) -> None:
+    """Feedback rows, and a table of its own as saved conversations will be (issue 16)."""
+    db = feedback.db_path(settings)
+    for i in range(3):
+        feedback.save(db, question=f"q{i}", answer="a [1]", chunk_ids=[f"c{i}"], corpus_hash="h",
+                      rating=1 if i % 2 else -1, comment=f"comment {i}")
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS conversations (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.execute("INSERT INTO conversations (body) VALUES ('a saved conversation')")
+    conn.close()
+
+
+def user_bytes(settings: Settings) -> str:
+    files = sorted(p for p in settings.user_dir.iterdir() if p.name.startswith(feedback.FILENAME))
+    assert files, f"no feedback database in {settings.user_dir}"
+    return hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in files)).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def clean_build(tmp_path_factory, embedder):
+    """A clean build of the bird corpus with user data beside it: (data folder, corpus, snapshot)."""
+    base = tmp_path_factory.mktemp("heal-clean")
+    corpus = base / "corpus"
+    bird_corpus(corpus)
+    settings = Settings(data_dir=base / "data", corpus_dir=corpus)
+    assert not run([corpus], settings, embedder=embedder).failed
+    seed_user_data(settings)
+    return settings.data_dir, corpus, snapshot(settings)
+
+
+def copy_of(build, tmp_path: Path) -> Settings:
+    data, corpus, _ = build
+    shutil.copytree(data, tmp_path / "data")
+    return Settings(data_dir=tmp_path / "data", corpus_dir=corpus)
+
+
+def rebuild_cli(settings: Settings) -> str:
+    """`psyqa ingest --rebuild`, the installed CLI. Returns what it printed on stderr."""
+    res = psyqa("ingest", settings.corpus_dir, "--rebuild", settings=settings, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    return res.stderr
+
+
+# ------------------------------------------------------------------ user data
+
+def test_clean_data_and_rebuild_leave_feedback_byte_identical(clean_build, tmp_path, embedder):
+    settings = copy_of(clean_build, tmp_path)
+    before = user_bytes(settings)
+    env = cli_env(settings)
+    stamp = REPO / ".venv" / ".psyqa-installed"
+    # `-o stamp`: the install step counts as done (this test runs inside that install).
+    res = subprocess.run(["make", "-s", "-o", str(stamp), "clean-data"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert not settings.index_dir.exists() or not any(
+        p.name != "ingest.lock" for p in settings.index_dir.iterdir()), list(settings.index_dir.iterdir())
+    assert str(settings.user_dir) in res.stderr, res.stderr
+    assert user_bytes(settings) == before, "make clean-data changed the feedback database"
+    assert not run([settings.corpus_dir], settings, embedder=embedder).failed
+    assert user_bytes(settings) == before, "ingest changed the feedback database"
+    rebuild_cli(settings)
+    assert user_bytes(settings) == before, "psyqa ingest --rebuild changed the feedback database"
+    assert snapshot(settings)["chunks"] == clean_build[2]["chunks"]
+
+
+def test_old_layout_moves_to_index_and_user_folders_without_losing_rows(clean_build, tmp_path):
+    """data/chroma, data/bm25 and data/feedback.sqlite3 (the layout before issue 17) move on
+    first use: the index into data/index/, the feedback database (every table) into data/user/."""
+    new = copy_of(clean_build, tmp_path)
+    data = new.data_dir
+    os.rename(new.chroma_dir, data / "chroma")
+    os.rename(new.index_dir / "bm25", data / "bm25")
+    os.rename(new.user_dir / feedback.FILENAME, data / feedback.FILENAME)
+    shutil.rmtree(new.index_dir)
+    shutil.rmtree(new.user_dir)
+    old_db = data / feedback.FILENAME
+    conn = sqlite3.connect(old_db)  # rows still in the -wal, as a running app leaves them
+    conn.execute("PRAGMA journal_mode = WAL")
+    rows = conn.execute("SELECT * FROM feedback ORDER BY id").fetchall()
+    convs = conn.execute("SELECT * FROM conversations").fetchall()
+    assert rows and convs
+
+    res = psyqa("feedback", "export", settings=new)
+    conn.close()
+    assert res.returncode == 0, res.stderr
+    assert len(res.stdout.strip().splitlines()) == len(rows) + 1
+    moved = sqlite3.connect(new.user_dir / feedback.FILENAME)
+    assert moved.execute("SELECT * FROM feedback ORDER BY id").fetchall() == rows
+    assert moved.execute("SELECT * FROM conversations").fetchall() == convs
+    moved.close()
+    assert not old_db.exists() and list(data.glob(f"{feedback.FILENAME}.migrated-*")), list(data.iterdir())
+    st = json.loads(psyqa("status", "--json", settings=new).stdout)
+    assert st["indexed"] and st["store"].endswith(str(new.chroma_dir)), st
+    assert not (data / "chroma").exists() and new.chroma_dir.exists()
+    assert snapshot(new) == clean_build[2]
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from assistant import feedback
+    db = sys.argv[1]
+    i = 0
+    while True:
+        feedback.save(db, question=f"question {i}", answer="answer " * 50, chunk_ids=[f"c{i}"],
+                      corpus_hash="h", rating=1, comment=f"comment {i}")
+        i += 1
+""")
+
+
+def test_feedback_backup_is_consistent_while_the_app_writes_and_restores(clean_build, tmp_path):
+    settings = copy_of(clean_build, tmp_path)
+    db = feedback.db_path(settings)
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db)], cwd=REPO, env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(feedback.rows(db)) < 50 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        backup = tmp_path / "backups" / "fb.sqlite3"
+        res = psyqa("feedback", "backup", backup, settings=settings)
+        during = len(feedback.rows(db))
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    assert "restore" in res.stderr and str(db) in res.stderr, res.stderr
+    copy = sqlite3.connect(backup)
+    assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert copy.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # one self-contained file
+    backed = copy.execute("SELECT id, question FROM feedback ORDER BY id").fetchall()
+    assert copy.execute("SELECT body FROM conversations").fetchall() == [("a saved conversation",)]
+    copy.close()
+    assert 50 <= len(backed) <= during
+    assert [q for _, q in backed[3:]] == [f"question {i}" for i in range(len(backed) - 3)]
+
+    # Restore as the README says: with the app stopped, copy the backup over the database.
+    feedback.save(db, question="after the backup", answer="a", chunk_ids=[], corpus_hash=None, rating=1)
+    for leftover in db.parent.glob(db.name + "-*"):
+        leftover.unlink()
+    shutil.copyfile(backup, db)
+    assert [(r["id"], r["question"]) for r in feedback.rows(db)] == backed
