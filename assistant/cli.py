@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("clean", help="remove the derived index data (never feedback or other user data)")
     p.set_defaults(func=cmd_clean)
 
-    p = sub.add_parser("status", help="what is indexed, and drift from the corpus folder")
+    p = sub.add_parser("status", help="what is indexed, and drift from the corpus folders it was built from")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
@@ -317,17 +317,19 @@ def cmd_status(args, settings: Settings) -> int:
     print(f"embedding model: {st['embedding_model']}")
     print(f"last indexed:    {human_time(st['last_ingest'])}")
     print(f"corpus hash:     {st['corpus_hash']}")
+    print(f"built from:      {', '.join(st['roots']) or '-'}")
     for line in ingest_lines(st):
         print(line)
     drift, pending = st["drift"], set(ingest_state(st)["pending"])
     if any(drift.values()):
-        hint = "run 'psyqa ingest'" if pending else "fix the failed files above, then run 'psyqa ingest'"
-        print(f"drift from the corpus folder ({hint}):")
+        hint = ("run 'psyqa ingest' on them" if pending
+                else "fix the failed files above, then run 'psyqa ingest'")
+        print(f"drift from the corpus folders ({hint}):")
         for kind, items in drift.items():
             for item in items:
                 print(f"  {kind}: {item}" + ("" if item in pending else " (failed in the last run, unchanged since)"))
     else:
-        print("in step with the corpus folder")
+        print("in step with the corpus folders")
     if st["unreviewed"]:
         print(f"unreviewed ({len(st['unreviewed'])}: no source_type; their citations are marked so):")
         for source in st["unreviewed"]:

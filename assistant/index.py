@@ -9,8 +9,9 @@ collections directly) go through this module for every rule of the format:
   (the generation from which it is gone; `NEVER` while alive). A reader of the committed
   generation G (`generation`) sees exactly the chunks with gen <= G < dead (`visible`,
   `visible_where`), so an answer never mixes a sync in progress with the committed index;
-* the commit: writing the new generation number (with the counts and corpus hash) into the
-  collection metadata is the single commit point of a sync (`commit`);
+* the commit: writing the new generation number (with the counts, corpus hash and the corpus
+  folders it was built from, `roots`) into the collection metadata is the single commit point of a
+  sync (`commit`);
 * chunk metadata: the flat keys a chunk is stored with (`chunk_meta`), including one boolean flag
   per substance and condition (`substance_key`, `condition_key`) that metadata filters match, the
   footnote numbers and reference list the loader kept out of the text (`footnotes`, `references`),
@@ -126,11 +127,12 @@ def dead_where(generation: int) -> dict:
 
 def commit(collection, settings: Settings, generation: int, *, documents: int, chunks: int,
            corpus_hash: str, last_ingest: str | None = None,
-           facets: dict[str, dict[str, int]] | None = None) -> None:
+           facets: dict[str, dict[str, int]] | None = None, roots: list[dict] | None = None) -> None:
     """Make `generation` the committed one: the single commit point of a sync.
 
     Readers switch to the new generation the moment this metadata write lands; everything a
-    reader of it needs (its chunks, its BM25 files) must be written before.
+    reader of it needs (its chunks, its BM25 files) must be written before. `roots` are the corpus
+    folders the index holds documents from (`root_entry`).
     """
     meta = dict(collection.metadata or {})
     meta.update(identity(settings))
@@ -141,8 +143,26 @@ def commit(collection, settings: Settings, generation: int, *, documents: int, c
     meta.pop("facets", None)
     if facets is not None:
         meta["facets"] = json.dumps(facets, sort_keys=True)
+    if roots is not None:
+        meta["roots"] = json.dumps(roots, sort_keys=True)
     meta.pop("hnsw:space", None)  # fixed at creation; Chroma refuses to modify it
     collection.modify(metadata=meta)
+
+
+def root_entry(key: str, path: Path) -> dict[str, str]:
+    """A corpus folder as the index records it: the key its chunks carry (`root`) and its path."""
+    return {"key": key, "path": str(Path(path).resolve())}
+
+
+def roots_of(collection) -> list[dict[str, str]]:
+    """The corpus folders the committed index was built from (empty for an index that predates
+    the record: readers then fall back to the `root` keys of its chunks)."""
+    raw = (collection.metadata or {}).get("roots")
+    try:
+        roots = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    return [r for r in roots if isinstance(r, dict) and "key" in r and "path" in r]
 
 
 @dataclass(frozen=True)

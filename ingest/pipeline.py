@@ -364,7 +364,7 @@ def _sync(files, scopes, settings: Settings, report: IngestReport, rebuild: bool
     plan = _plan(col, files, scopes, settings, report, progress)
     vectors = _embed(plan.new_chunks() + plan.stale_sentences(), settings, report, progress, embedder)
     _write(col, plan, vectors, _max_batch(client))
-    generation, final = _commit(client, col, plan, settings, rebuild)
+    generation, final = _commit(client, col, plan, settings, rebuild, files, scopes)
     if generation != plan.committed:
         _cleanup(col, settings, generation)
     report.generation = generation
@@ -509,14 +509,17 @@ def _write(col, plan: _Plan, vectors: dict[str, _Vectors], max_batch: int) -> No
         col.update(ids=part, metadatas=[index.retired(plan.new_gen)] * len(part))
 
 
-def _commit(client, col, plan: _Plan, settings: Settings, rebuild: bool) -> tuple[int, dict[str, DocState]]:
+def _commit(client, col, plan: _Plan, settings: Settings, rebuild: bool, files, scopes) -> tuple[int, dict[str, DocState]]:
     """Build the new generation's BM25 files, then commit it (and for --rebuild swap the staging
     collection in). Returns the generation readers now see and the documents it holds."""
     changed_any = bool(plan.work or plan.doomed)
     final = read_state(col, plan.new_gen) if changed_any else plan.state
     corpus_hash = _corpus_hash(final)
+    roots = _roots(final, files, scopes, col)
+    meta = col.metadata or {}
     # A run killed after its writes but before this commit left the hash behind: commit now.
-    changed = changed_any or rebuild or corpus_hash != (col.metadata or {}).get("corpus_hash")
+    changed = (changed_any or rebuild or corpus_hash != meta.get("corpus_hash")
+               or json.dumps(roots, sort_keys=True) != meta.get("roots"))
     if not (changed or plan.committed == 0):
         return plan.committed, final
     generation = plan.new_gen
@@ -524,13 +527,29 @@ def _commit(client, col, plan: _Plan, settings: Settings, rebuild: bool) -> tupl
     build_from_collection(col, generation).save(target)
     index.commit(col, settings, generation, documents=len(final),
                  chunks=sum(len(d.ids) for d in final.values()), corpus_hash=corpus_hash,
-                 facets=index.count_facets(d.facets for d in final.values()))
+                 facets=index.count_facets(d.facets for d in final.values()), roots=roots)
     if rebuild:
         name = settings.collection
         if store.get_collection(client, name) is not None:
             client.delete_collection(name)
         col.modify(name=name)
     return generation, final
+
+
+def _roots(final: dict[str, DocState], files: list[SourceFile], scopes, col) -> list[dict]:
+    """The corpus folders the index holds documents from: those of this run's files and scanned
+    folders, and those recorded before that still have documents."""
+    paths = {sf.root_key: sf.root for sf in files}
+    for r in index.roots_of(col):
+        paths.setdefault(r["key"], Path(r["path"]))
+    keys = {d.root for d in final.values()} | {key for key, _ in scopes} | {sf.root_key for sf in files}
+    out = []
+    for key in sorted(keys):
+        path = paths.get(key)
+        if path is None:  # an index from before roots were recorded: the key is the path
+            path = Path(key)
+        out.append(index.root_entry(key, path))
+    return out
 
 
 def _cleanup(col, settings: Settings, generation: int) -> None:

@@ -1,7 +1,9 @@
-"""What the index holds and how the corpus folder differs from it (`psyqa status` and the app).
+"""What the index holds and how the corpus folders differ from it (`psyqa status` and the app).
 
 Drift is a dry run of ingest: the same discovery and content hashes, compared with the state the
-collection holds, without reading a chunk's text or writing anything. The last ingest run's report
+collection holds, without reading a chunk's text or writing anything. It compares the folders the
+index was built from (`roots`, recorded at each commit), not only the default corpus folder, so
+indexing another folder does not make every document look removed. The last ingest run's report
 (`index.ingest_report_path`, written by ingest) says which files failed, why, and whether their
 previous version is still served.
 """
@@ -10,11 +12,12 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 from assistant import index, store
 from assistant.settings import Settings
 from ingest.loaders import UNREVIEWED
-from ingest.pipeline import IngestReport, discover, doc_hash, read_state
+from ingest.pipeline import IngestReport, SourceFile, discover, doc_hash, read_state
 
 # Facet counts scanned from the chunks of an index committed before they were stored, kept per
 # (store, collection, generation): a generation never changes once committed.
@@ -23,18 +26,18 @@ _SCAN_LOCK = threading.Lock()
 
 
 def index_status(settings: Settings) -> dict:
-    """documents, chunks, embedding_model, last_ingest, corpus_hash, facets, drift
+    """documents, chunks, embedding_model, last_ingest, corpus_hash, facets, roots, drift
     (changed/new/removed), the last ingest run and which of its failures are still unfixed, and
     the unreviewed documents (indexed without a source_type)."""
-    client = store.open_client(settings)
-    col = store.get_collection(client, settings.collection)
     base = {"store": store.where_is(settings), "indexed": False, "documents": 0, "chunks": 0,
             "embedding_model": settings.embedding_model, "last_ingest": None, "corpus_hash": None,
-            "facets": {f: {} for f in index.FACETS},
+            "facets": {f: {} for f in index.FACETS}, "roots": [],
             "drift": {"new": [], "changed": [], "removed": []},
             "last_run": last_run(settings), "unfixed": [], "unreviewed": []}
+    client = store.open_client(settings)
+    col = store.get_collection(client, settings.collection)
     if col is None:
-        base["drift"]["new"] = [sf.rel for sf in _files(settings)]
+        base["drift"]["new"] = [sf.rel for sf in _files([settings.corpus_dir], settings)]
         return base
     info = index.info(col)
     base.update(indexed=info.generation > 0, documents=info.documents, chunks=col.count(),
@@ -42,8 +45,11 @@ def index_status(settings: Settings) -> dict:
                 corpus_hash=info.corpus_hash, generation=info.generation)
     if info.generation > 0:
         base["facets"] = info.facets if info.facets is not None else _scanned_facets(settings, col, info.generation)
+    state = read_state(col)
+    roots = _roots(col, state, settings)
+    base["roots"] = [r["key"] for r in roots]
     hashes: dict[str, str] = {}
-    base["drift"] = drift(settings, col, hashes)
+    base["drift"] = drift(settings, col, state, roots, hashes)
     base["unfixed"] = unfixed(base["last_run"], hashes)
     base["unreviewed"] = unreviewed(col, info.generation)
     return base
@@ -78,42 +84,60 @@ def last_run(settings: Settings) -> dict | None:
 def unfixed(report: dict | None, hashes: dict[str, str]) -> list[str]:
     """Files that failed in the last run and are unchanged since (same content hash now): running
     ingest again cannot help; the file needs the fix the report names. `hashes` maps a corpus
-    file (relative path) to its content hash now."""
+    file (as drift names it) to its content hash now."""
     if not report:
         return []
     return [f["path"] for f in report.get("failed", [])
             if f.get("doc_hash") and hashes.get(f["path"]) == f["doc_hash"]]
 
 
-def _files(settings: Settings):
-    files, _ = discover([settings.corpus_dir], settings, IngestReport())
+def _files(paths: list[Path], settings: Settings) -> list[SourceFile]:
+    files, _ = discover(paths, settings, IngestReport())
     return files
 
 
-def drift(settings: Settings, col, hashes: dict[str, str] | None = None) -> dict[str, list[str]]:
-    """Files new, changed or removed since the last ingest of the corpus folder (and, into
-    `hashes`, the content hash of each file read)."""
-    state = read_state(col)
-    files = _files(settings)
+def _roots(col, state, settings: Settings) -> list[dict[str, str]]:
+    """The corpus folders the index was built from: as recorded, else the chunks' root keys
+    (an index committed before roots were recorded), else the default corpus folder."""
+    roots = index.roots_of(col)
+    if not roots:
+        keys = sorted({d.root for d in state.values()})
+        roots = [index.root_entry(k, Path(k)) for k in keys]
+    return roots or [index.root_entry(str(settings.corpus_dir), settings.corpus_dir)]
+
+
+def drift(settings: Settings, col, state=None, roots=None,
+          hashes: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Files new, changed or removed since the last ingest of the folders the index was built
+    from (and, into `hashes`, the content hash of each file read, by the name drift gives it)."""
+    state = read_state(col) if state is None else state
+    roots = _roots(col, state, settings) if roots is None else roots
     by_source = {(d.root, d.source): d for d in state.values()}
     out: dict[str, list[str]] = {"new": [], "changed": [], "removed": []}
     seen = set()
-    for sf in files:
-        d = by_source.get((sf.root_key, sf.rel))
-        try:
-            h = doc_hash(sf.path.read_bytes(), sf.rel)
-        except OSError:
-            h = None
-        if h is not None and hashes is not None:
-            hashes[sf.rel] = h
-        if d is None:
-            out["new"].append(sf.rel)
-            continue
-        seen.add((d.root, d.source))
-        if h is not None and not d.complete(h):
-            out["changed"].append(sf.rel)
-    root_key = files[0].root_key if files else None
+    several = len(roots) > 1
+    for root in roots:
+        folder = Path(root["path"])
+        if not folder.is_dir():
+            continue  # a folder that is gone: its documents are reported removed below
+        for sf in _files([folder], settings):
+            key = (root["key"], sf.rel)
+            name = f"{root['key']}/{sf.rel}" if several else sf.rel
+            try:
+                h = doc_hash(sf.path.read_bytes(), sf.rel)
+            except OSError:
+                h = None
+            if h is not None and hashes is not None:
+                hashes[name] = h
+            d = by_source.get(key)
+            if d is None:
+                out["new"].append(name)
+                continue
+            seen.add(key)
+            if h is not None and not d.complete(h):
+                out["changed"].append(name)
+    keys = {r["key"] for r in roots}
     for key, d in by_source.items():
-        if key not in seen and (root_key is None or d.root == root_key):
-            out["removed"].append(d.source)
+        if key not in seen and d.root in keys:
+            out["removed"].append(f"{d.root}/{d.source}" if several else d.source)
     return out

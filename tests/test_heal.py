@@ -3,7 +3,9 @@
 - `make clean-data` and `psyqa ingest --rebuild` leave the feedback database byte-identical;
 - the layout before this (data/chroma, data/bm25, data/feedback.sqlite3) moves on first use, the
   index into data/index/ and the feedback database (every table, every row) into data/user/;
-- `psyqa feedback backup` is a consistent copy while the app writes, and restores as documented.
+- `psyqa feedback backup` is a consistent copy while the app writes, and restores as documented;
+- `psyqa status` and the app compare with the folders the index was built from, so indexing
+  another folder does not make every document look removed.
 
 Real components throughout: embedded Chroma, the bundled model, the installed CLI and Makefile,
 SQLite.
@@ -208,3 +210,41 @@ def test_feedback_backup_is_consistent_while_the_app_writes_and_restores(clean_b
         leftover.unlink()
     shutil.copyfile(backup, db)
     assert [(r["id"], r["question"]) for r in feedback.rows(db)] == backed
+
+
+# ------------------------------------------------------------------ drift
+
+def test_status_and_app_compare_with_the_folders_the_index_was_built_from(tmp_path, embedder, monkeypatch):
+    default, other = tmp_path / "corpus", tmp_path / "some" / "other"
+    bird_corpus(other)
+    write_doc(default / "x.md", "X", "## A\n\nSomething else.\n")
+    settings = Settings(data_dir=tmp_path / "data", corpus_dir=default)
+    res = psyqa("ingest", other, settings=settings, timeout=900)
+    assert res.returncode == 0, res.stderr
+    st = json.loads(psyqa("status", "--json", settings=settings).stdout)
+    assert st["roots"] == [str(other)], st["roots"]
+    assert st["drift"] == {"new": [], "changed": [], "removed": []}, st["drift"]
+    (other / "d.md").unlink()
+    write_doc(other / "e.md", "E", "## A\n\nA new one.\n")
+    st = json.loads(psyqa("status", "--json", settings=settings).stdout)
+    assert st["drift"] == {"new": ["e.md"], "changed": [], "removed": ["d.md"]}, st["drift"]
+    text = psyqa("status", settings=settings).stdout
+    assert f"built from:      {other}" in text and "removed: d.md" in text, text
+    # The default corpus folder indexed too: two roots, each compared with its own folder.
+    assert psyqa("ingest", other, settings=settings, timeout=900).returncode == 0
+    assert not run([default], settings, embedder=embedder).failed
+    st = json.loads(psyqa("status", "--json", settings=settings).stdout)
+    assert sorted(st["roots"]) == sorted([str(other), str(default)]), st["roots"]
+    assert st["drift"] == {"new": [], "changed": [], "removed": []}, st["drift"]
+
+    from streamlit.testing.v1 import AppTest
+
+    from test_app import APP, no_traceback, only_env, texts
+
+    monkeypatch.chdir(REPO)
+    only_env(monkeypatch, PSYQA_DATA_DIR=str(settings.data_dir), PSYQA_CORPUS_DIR=str(default))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    no_traceback(at)
+    side = " ".join(texts(at.sidebar))
+    assert "5 documents" in side and "corpus folder changed" not in side, side
