@@ -19,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("ingest", help="index corpus files (incremental)")
     p.add_argument("paths", nargs="*", type=Path, help="files or folders (default: the corpus folder)")
-    p.add_argument("--rebuild", action="store_true", help="rebuild the index from scratch")
+    p.add_argument("--rebuild", action="store_true",
+                   help="rebuild the index from scratch; the previous index serves until the new "
+                        "one is complete")
     p.add_argument("--check", action="store_true", help="validate files without writing")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_ingest)

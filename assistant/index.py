@@ -22,8 +22,9 @@ collections directly) go through this module for every rule of the format:
   generation and stored with the commit (`count_facets`, `facets_of`), so the app offers only
   filter values the index holds without reading the chunks per question;
 * derived files: where the BM25 index of a generation lives (`bm25_dir`) and the pruning of older
-  ones (`prune_bm25`), where the last ingest run's report is kept (`ingest_report_path`); the
-  layout of the data folder before derived and user data were separated (`adopt_old_layout`).
+  ones (`prune_bm25`), where the last ingest run's report is kept (`ingest_report_path`); where a
+  `--rebuild` of the embedded store is built and how it is swapped in (`rebuild_dir`, `swap_in`);
+  the layout of the data folder before derived and user data were separated (`adopt_old_layout`).
 """
 
 from __future__ import annotations
@@ -359,6 +360,20 @@ def bm25_dir(settings: Settings, generation: int) -> Path:
     return Path(settings.index_dir) / "bm25" / f"{host}{settings.collection}-g{generation}"
 
 
+def bm25_generations(settings: Settings) -> list[int]:
+    """The generations this collection (and server) has BM25 folders for."""
+    probe = bm25_dir(settings, 0)
+    if not probe.parent.exists():
+        return []
+    stem = probe.name.rsplit("-g", 1)[0]
+    out = []
+    for d in probe.parent.iterdir():
+        head, _, tail = d.name.rpartition("-g")
+        if head == stem and tail.isdigit():
+            out.append(int(tail))
+    return sorted(out)
+
+
 def prune_bm25(keep: Path) -> None:
     """Remove the BM25 folders of other generations of the same collection (and server)."""
     parent = keep.parent
@@ -376,6 +391,78 @@ def ingest_report_path(settings: Settings) -> Path:
     it."""
     host = f"{settings.chroma_host}_{settings.chroma_port}-" if settings.chroma_host else ""
     return Path(settings.index_dir) / "reports" / f"{host}{settings.collection}-last-ingest.json"
+
+
+# A --rebuild of the embedded store is built in a folder of its own next to the live one, so the
+# live store is never written while it is built (a kill or a full disk leaves it serving), then
+# swapped in: the marker file says the build is complete; the store it replaces is deleted.
+COMPLETE_MARKER = ".psyqa-complete"
+
+
+def rebuild_dir(settings: Settings) -> Path:
+    return Path(settings.index_dir) / "chroma.rebuild"
+
+
+def mark_complete(settings: Settings) -> None:
+    (rebuild_dir(settings) / COMPLETE_MARKER).write_text(json.dumps({"at": now()}))
+
+
+def swap_in(settings: Settings) -> None:
+    """Make the completed rebuild the live store.
+
+    Each step is one rename, and the marker stays until the last one, so a kill between steps is
+    finished by the next open (`finish_interrupted_swap`)."""
+    new, live = rebuild_dir(settings), Path(settings.chroma_dir)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    old = None
+    if live.exists():
+        old = Path(settings.index_dir) / f".chroma.old-{stamp}"
+        os.rename(live, old)
+    _rename_into_place(new, live)
+    (live / COMPLETE_MARKER).unlink(missing_ok=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _rename_into_place(new: Path, live: Path) -> None:
+    for _ in range(5):
+        try:
+            os.rename(new, live)
+            return
+        except FileNotFoundError:
+            if live.exists() and not new.exists():
+                return  # another process finished the swap
+            raise
+        except OSError:
+            if not live.exists():
+                raise
+            # A reader opened the live path in the gap and Chroma created an empty store there.
+            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+            os.rename(live, live.parent / f".chroma.empty-{stamp}")
+    os.rename(new, live)
+
+
+def finish_interrupted_swap(settings: Settings, *, writer: bool = False) -> None:
+    """Finish a rebuild's swap that a kill interrupted. A reader only does the last rename (when
+    there is no live store at all); the writer (an ingest holding the lock) does the whole swap,
+    and removes what a killed rebuild or swap left behind."""
+    new, live = rebuild_dir(settings), Path(settings.chroma_dir)
+    complete = (new / COMPLETE_MARKER).exists()
+    if complete and not live.exists():
+        try:
+            _rename_into_place(new, live)
+            (live / COMPLETE_MARKER).unlink(missing_ok=True)
+        except OSError:
+            pass
+        return
+    if not writer:
+        return
+    if complete:
+        swap_in(settings)
+    elif new.exists():
+        shutil.rmtree(new, ignore_errors=True)  # a rebuild killed before it was complete
+    for d in Path(settings.index_dir).glob(".chroma.*"):
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def adopt_old_layout(settings: Settings) -> None:

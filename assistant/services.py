@@ -6,6 +6,7 @@ code takes services as arguments and never builds them itself.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 
@@ -23,14 +24,19 @@ class Services:
     client: object = None
     _bm25: BM25Index | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _store_key: tuple | None = None          # the embedded database file at connect time
 
     def collection(self):
         """The live collection, re-read on every call so a new generation is noticed.
 
-        Reconnects when the client was lost (a Chroma server restarted)."""
+        Reconnects when the client was lost (a Chroma server restarted) or the embedded store was
+        swapped for a rebuilt one (one stat per call)."""
         try:
+            if self.client is not None and self._store_swapped():
+                self.reopen()  # `psyqa ingest --rebuild` swapped a rebuilt store in
             if self.client is None:
                 self.client = store.open_client(self.settings)
+                self._store_key = _store_key(self.settings)
             return store.open_index(self.settings, self.client)
         except StoreUnavailableError:
             self.client = None
@@ -42,6 +48,10 @@ class Services:
                     f"Lost the connection to the Chroma server at {self.settings.chroma_host}:"
                     f"{self.settings.chroma_port}; it will be retried on the next question.") from None
             raise
+
+    def _store_swapped(self) -> bool:
+        """Whether the embedded store's database file is another one than at connect time."""
+        return not self.settings.chroma_host and _store_key(self.settings) != self._store_key
 
     def reopen(self) -> None:
         """Drop the client so the next call opens the store afresh.
@@ -87,6 +97,14 @@ class Services:
                     pass  # read-only data dir: keep it in memory
             self._bm25 = lex
             return lex
+
+
+def _store_key(settings: Settings) -> tuple | None:
+    try:
+        st = os.stat(settings.chroma_dir / "chroma.sqlite3")
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _is_connection_error(exc: Exception) -> bool:

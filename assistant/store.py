@@ -6,18 +6,20 @@ What the collection's contents and metadata mean (identity, generations, the com
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from assistant import index
 from assistant.errors import IndexEmptyError, StoreUnavailableError
 from assistant.settings import Settings
 
 
-def open_client(settings: Settings):  # -> chromadb.ClientAPI
-    """Embedded PersistentClient under the index folder, or HttpClient when a host is set."""
+def open_client(settings: Settings, path: Path | None = None):  # -> chromadb.ClientAPI
+    """Embedded PersistentClient under the index folder (or `path`), or HttpClient when a host is set."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
     chroma_settings = ChromaSettings(anonymized_telemetry=False)
-    if settings.chroma_host:
+    if settings.chroma_host and path is None:
         try:
             client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port,
                                          settings=chroma_settings)
@@ -30,9 +32,12 @@ def open_client(settings: Settings):  # -> chromadb.ClientAPI
                 "the embedded store.") from None
         index.adopt_old_layout(settings)
         return client
-    index.adopt_old_layout(settings)
-    settings.chroma_dir.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
+    if path is None:
+        index.adopt_old_layout(settings)
+        index.finish_interrupted_swap(settings)
+        path = settings.chroma_dir
+    path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
 
 
 def where_is(settings: Settings) -> str:
@@ -51,10 +56,19 @@ def get_collection(client, name: str):
         return None
 
 
-def create_collection(client, name: str, settings: Settings):
-    """A new, empty collection (generation 0: not readable until its first commit)."""
-    meta = index.new_collection_meta(settings)
+def create_collection(client, name: str, settings: Settings, generation: int = 0):
+    """A new, empty collection (generation 0: not readable until its first commit; a rebuild
+    starts from the old index's generation, so its first commit is a newer one)."""
+    meta = index.new_collection_meta(settings, generation)
     return client.create_collection(name, metadata=meta, configuration={"hnsw": {"space": "cosine"}})
+
+
+def forget_embedded_clients() -> None:
+    """Drop Chroma's process-wide cache of embedded systems (one per path), so the next client
+    opens the files now at that path (after a rebuilt store was swapped in)."""
+    from chromadb.api.client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()
 
 
 def open_index(settings: Settings, client=None):

@@ -6,6 +6,9 @@ stale one by reading the collection alone. Per document it adds the missing chun
 next generation), then refreshes the metadata of kept chunks, then marks the extra ones dead from
 the next generation; removed documents go last; the generation number is bumped only when
 everything has been written, and chunks dead at it are deleted after that.
+
+A rebuild of the embedded store is built in a folder of its own and swapped in only when complete
+(`index.swap_in`); against a Chroma server it is a staging collection renamed into place.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -193,7 +197,9 @@ def _all_metadatas(collection, batch: int = 10000):
 
 def run(paths: list[Path] | None, settings: Settings, *, rebuild: bool = False, check: bool = False,
         progress: Progress | None = None, embedder=None) -> IngestReport:
-    """Sync `paths` (default: the corpus folder) into the index and return what happened."""
+    """Sync `paths` (default: the corpus folder) into the index and return what happened.
+
+    `rebuild`: build the index afresh; readers see the previous one until it is complete."""
     t0 = time.perf_counter()
     report = IngestReport(checked_only=check)
     paths = paths or [settings.corpus_dir]
@@ -215,7 +221,11 @@ def run(paths: list[Path] | None, settings: Settings, *, rebuild: bool = False, 
             f"Another 'psyqa ingest' is running (lock {lock_path}). "
             "Wait for it to finish, then run again.") from None
     try:
-        _sync(files, scopes, settings, report, rebuild, progress, embedder)
+        work = _Work(files, scopes, settings, report, progress, embedder)
+        if settings.chroma_host:
+            _sync_server(work, rebuild)
+        else:
+            _sync_embedded(work, rebuild)
         report.seconds = time.perf_counter() - t0
         save_report(report, settings, paths)
     except PsyqaError as exc:  # stopped before its commit: the previous index is what readers see
@@ -356,15 +366,94 @@ class _Plan:
                 for c in w.chunks if w.previous is not None and c.chunk_id in w.have]
 
 
-def _sync(files, scopes, settings: Settings, report: IngestReport, rebuild: bool, progress, embedder) -> None:
-    """plan → embed → write → commit → cleanup. A run killed at any step leaves a collection
-    that the next run's plan repairs, and readers of the committed generation never notice."""
+@dataclass
+class _Work:
+    """What one run syncs, and how it reports."""
+
+    files: list[SourceFile]
+    scopes: list[tuple[str, str]]
+    settings: Settings
+    report: IngestReport
+    progress: Progress | None
+    embedder: object
+
+
+def _sync_embedded(work: _Work, rebuild: bool) -> None:
+    """The embedded store: sync the live collection, or rebuild into a folder of its own."""
+    settings = work.settings
+    index.finish_interrupted_swap(settings, writer=True)
+    if rebuild:
+        _rebuild_embedded(work)
+        return
     client = store.open_client(settings)
-    col = _target(client, settings, rebuild)
-    plan = _plan(col, files, scopes, settings, report, progress)
-    vectors = _embed(plan.new_chunks() + plan.stale_sentences(), settings, report, progress, embedder)
+    _sync(client, _live(client, settings), work)
+
+
+def _live(client, settings: Settings):
+    """The live collection, of the current settings, created when there is none yet."""
+    col = store.get_collection(client, settings.collection)
+    if col is None:
+        return store.create_collection(client, settings.collection, settings)
+    index.check_identity(col, settings)
+    return col
+
+
+def _rebuild_embedded(work: _Work) -> None:
+    """Build a fresh store from the corpus in `index.rebuild_dir`, then swap it in.
+
+    The live store is never written meanwhile: a kill or a full disk during the build leaves it
+    serving (and the partial build is removed). Generations go on from the highest the old store
+    or its BM25 files reached, so derived files never collide."""
+    settings, report = work.settings, work.report
+    base = max([_live_generation(settings), *index.bm25_generations(settings)])
+    target = index.rebuild_dir(settings)
+    shutil.rmtree(target, ignore_errors=True)
+    client = col = None
+    try:
+        client = store.open_client(settings, path=target)
+        col = store.create_collection(client, settings.collection, settings, generation=base)
+        _sync(client, col, work, fresh=True)
+        index.mark_complete(settings)
+    except BaseException:
+        client = col = None
+        store.forget_embedded_clients()
+        shutil.rmtree(target, ignore_errors=True)  # frees the space a full disk needs back
+        raise
+    client = col = None
+    store.forget_embedded_clients()  # this process's handles point at the rebuild folder
+    index.swap_in(settings)
+    index.prune_bm25(index.bm25_dir(settings, report.generation))
+
+
+def _live_generation(settings: Settings) -> int:
+    """The committed generation of the live embedded store (0: none)."""
+    if not (settings.chroma_dir / "chroma.sqlite3").exists():
+        return 0
+    col = store.get_collection(store.open_client(settings), settings.collection)
+    return index.generation(col) if col is not None else 0
+
+
+def _sync_server(work: _Work, rebuild: bool) -> None:
+    """A Chroma server: sync the live collection, or build a staging collection and rename it
+    into place (--rebuild)."""
+    client = store.open_client(work.settings)
+    if not rebuild:
+        _sync(client, _live(client, work.settings), work)
+        return
+    _sync(client, _staging(client, work.settings), work, fresh=True, swap=True)
+
+
+def _sync(client, col, work: _Work, *, fresh: bool = False, swap: bool = False) -> None:
+    """plan → embed → write → commit → cleanup on `col`. A run killed at any step leaves a
+    collection that the next run's plan repairs, and readers of the committed generation never
+    notice. `fresh`: `col` was just created (commit even an empty corpus); `swap`: `col` is a
+    staging collection renamed over the live one at the commit."""
+    settings, report = work.settings, work.report
+    plan = _plan(col, work.files, work.scopes, settings, report, work.progress)
+    vectors = _embed(plan.new_chunks() + plan.stale_sentences(), settings, report, work.progress,
+                     work.embedder)
     _write(col, plan, vectors, _max_batch(client))
-    generation, final = _commit(client, col, plan, settings, rebuild, files, scopes)
+    generation, final = _commit(client, col, plan, work, fresh, swap)
     if generation != plan.committed:
         _cleanup(col, settings, generation)
     report.generation = generation
@@ -372,21 +461,14 @@ def _sync(files, scopes, settings: Settings, report: IngestReport, rebuild: bool
     report.chunks_total = sum(len(d.ids) for d in final.values())
 
 
-def _target(client, settings: Settings, rebuild: bool):
-    """The collection this run writes: the live one, or for --rebuild a fresh staging copy."""
-    name = settings.collection
-    staging = f"{name}__rebuild"
+def _staging(client, settings: Settings):
+    """A fresh staging collection for a server --rebuild, numbered on from the live one."""
+    staging = f"{settings.collection}__rebuild"
     if store.get_collection(client, staging) is not None:
         client.delete_collection(staging)  # left by a killed --rebuild; the live one is intact
-    if not rebuild:
-        col = store.get_collection(client, name) or store.create_collection(client, name, settings)
-        index.check_identity(col, settings)
-        return col
-    col = store.create_collection(client, staging, settings)
-    live = store.get_collection(client, name)
-    if live is not None:  # keep generations increasing so derived files never collide
-        col.modify(metadata=dict(col.metadata or {}) | {"generation": index.generation(live)})
-    return col
+    live = store.get_collection(client, settings.collection)
+    base = max([index.generation(live) if live is not None else 0, *index.bm25_generations(settings)])
+    return store.create_collection(client, staging, settings, generation=base)
 
 
 def _plan(col, files, scopes, settings: Settings, report: IngestReport, progress) -> _Plan:
@@ -509,16 +591,17 @@ def _write(col, plan: _Plan, vectors: dict[str, _Vectors], max_batch: int) -> No
         col.update(ids=part, metadatas=[index.retired(plan.new_gen)] * len(part))
 
 
-def _commit(client, col, plan: _Plan, settings: Settings, rebuild: bool, files, scopes) -> tuple[int, dict[str, DocState]]:
-    """Build the new generation's BM25 files, then commit it (and for --rebuild swap the staging
-    collection in). Returns the generation readers now see and the documents it holds."""
+def _commit(client, col, plan: _Plan, work: _Work, fresh: bool, swap: bool) -> tuple[int, dict[str, DocState]]:
+    """Build the new generation's BM25 files, then commit it (and for a server --rebuild swap the
+    staging collection in). Returns the generation readers now see and the documents it holds."""
+    settings, report = work.settings, work.report
     changed_any = bool(plan.work or plan.doomed)
     final = read_state(col, plan.new_gen) if changed_any else plan.state
     corpus_hash = _corpus_hash(final)
-    roots = _roots(final, files, scopes, col)
+    roots = _roots(final, work.files, work.scopes, col)
     meta = col.metadata or {}
     # A run killed after its writes but before this commit left the hash behind: commit now.
-    changed = (changed_any or rebuild or corpus_hash != meta.get("corpus_hash")
+    changed = (changed_any or fresh or corpus_hash != meta.get("corpus_hash")
                or json.dumps(roots, sort_keys=True) != meta.get("roots"))
     if not (changed or plan.committed == 0):
         return plan.committed, final
@@ -528,12 +611,17 @@ def _commit(client, col, plan: _Plan, settings: Settings, rebuild: bool, files, 
     index.commit(col, settings, generation, documents=len(final),
                  chunks=sum(len(d.ids) for d in final.values()), corpus_hash=corpus_hash,
                  facets=index.count_facets(d.facets for d in final.values()), roots=roots)
-    if rebuild:
-        name = settings.collection
-        if store.get_collection(client, name) is not None:
-            client.delete_collection(name)
-        col.modify(name=name)
+    if swap:
+        _swap_collection(client, col, settings, report)
     return generation, final
+
+
+def _swap_collection(client, col, settings: Settings, report: IngestReport) -> None:
+    """Rename the committed staging collection over the live one."""
+    name = settings.collection
+    if store.get_collection(client, name) is not None:
+        client.delete_collection(name)
+    col.modify(name=name)
 
 
 def _roots(final: dict[str, DocState], files: list[SourceFile], scopes, col) -> list[dict]:
@@ -565,8 +653,6 @@ def _check_space(settings: Settings, chunks: list[Chunk]) -> None:
     only safe moment to stop is before the first write. The estimate is generous: vectors are
     stored in the log, the index and SQLite, text twice (document and full-text index).
     """
-    import shutil
-
     need = sum(384 * 4 * 3 + len(c.text.encode()) * 4 + 1024 for c in chunks) + 256 * 1024
     free = shutil.disk_usage(settings.index_dir).free
     if free < need:

@@ -1,5 +1,9 @@
-"""What people wrote is never lost (issue 17): user data lives apart from the derived index.
+"""A rebuilt index is swapped in only when complete, and what people wrote is never lost (issue 17).
 
+- the disk filling during `psyqa ingest --rebuild` (a real small tmpfs, filled by another writer
+  once the rebuild writes its first chunks): one line, no traceback; the previous index keeps
+  serving and nothing of the rebuild is left; after freeing space the rebuild equals the index;
+- a running reader moves to the rebuilt store when another process swaps it in;
 - `make clean-data` and `psyqa ingest --rebuild` leave the feedback database byte-identical;
 - the layout before this (data/chroma, data/bm25, data/feedback.sqlite3) moves on first use, the
   index into data/index/ and the feedback database (every table, every row) into data/user/;
@@ -8,7 +12,7 @@
   another folder does not make every document look removed.
 
 Real components throughout: embedded Chroma, the bundled model, the installed CLI and Makefile,
-SQLite.
+the Streamlit app (AppTest), SQLite.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -47,6 +52,14 @@ def bird_corpus(corpus: Path) -> None:
                   f"in forty percent of adults at week six.\n\n## Safety\n\nIn the {bird} trial, "
                   "headache and nausea were the most common adverse events of psilocybin.\n",
                   substances=["psilocybin"], conditions=["depression"], source_type="trial")
+
+
+def many_sections_corpus(corpus: Path, docs: int = 35, sections: int = 30) -> None:
+    """docs x sections one-line sections: one short chunk each, so that Chroma (which keeps up to
+    1,000 records in its log and only then persists the HNSW segment) has segment files."""
+    for d in range(docs):
+        body = "".join(f"## S{s}\n\nItem d{d}s{s} heron.\n\n" for s in range(sections))
+        write_doc(corpus / f"m{d:02d}.md", f"M{d}", body)
 
 
 def snapshot(settings: Settings) -> dict:
@@ -86,6 +99,18 @@ def user_bytes(settings: Settings) -> str:
     return hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in files)).hexdigest()
 
 
+def one_line(res: subprocess.CompletedProcess, *needles: str) -> str:
+    """The command failed with exactly one line on stderr (no traceback) that holds `needles`."""
+    out = res.stdout + res.stderr
+    assert "Traceback" not in out, out[-3000:]
+    assert res.returncode != 0, out[-2000:]
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, lines
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
 @pytest.fixture(scope="module")
 def clean_build(tmp_path_factory, embedder):
     """A clean build of the bird corpus with user data beside it: (data folder, corpus, snapshot)."""
@@ -104,12 +129,108 @@ def copy_of(build, tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", corpus_dir=corpus)
 
 
-def rebuild_cli(settings: Settings) -> str:
-    """`psyqa ingest --rebuild`, the installed CLI. Returns what it printed on stderr."""
+def rebuild(settings: Settings, embedder, cli: bool = False) -> str:
+    """The documented fix, `psyqa ingest --rebuild` (the installed CLI, or the same run in this
+    process with the session's model). Returns what the CLI printed on stderr."""
+    if not cli:
+        report = run([settings.corpus_dir], settings, rebuild=True, embedder=embedder)
+        assert not report.failed, report.failed
+        return ""
     res = psyqa("ingest", settings.corpus_dir, "--rebuild", settings=settings, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Traceback" not in res.stderr
     return res.stderr
+
+
+# ------------------------------------------------------------------ --rebuild: swapped in when complete
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root/CAP_SYS_ADMIN): {res.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def fill_when_writing_starts(settings: Settings, filler: Path, stop: threading.Event, hit: list) -> None:
+    """Another process filling the disk: as soon as the rebuild writes its first chunks (Chroma
+    creates the segment folder at the first add), take every free byte."""
+    target = index.rebuild_dir(settings)
+    while not stop.is_set():
+        if target.is_dir() and any(p.is_dir() for p in target.iterdir()):
+            with open(filler, "wb") as fh:
+                try:
+                    while True:
+                        fh.write(b"\0" * 65536)
+                        fh.flush()
+                except OSError:
+                    pass
+            hit.append(time.monotonic())
+            return
+        time.sleep(0.002)
+
+
+def test_disk_full_during_rebuild_keeps_the_previous_index_serving(tmp_path, small_disk, embedder):
+    corpus = tmp_path / "corpus"
+    bird_corpus(corpus)
+    many_sections_corpus(corpus, docs=10, sections=30)  # enough writes for the disk to fill mid-way
+    settings = Settings(data_dir=small_disk / "data", corpus_dir=corpus)
+    assert not run([corpus], settings, embedder=embedder).failed
+    seed_user_data(settings)
+    before_user, before = user_bytes(settings), snapshot(settings)
+    filler, stop, hit = small_disk / "filler", threading.Event(), []
+    thread = threading.Thread(target=fill_when_writing_starts, args=(settings, filler, stop, hit), daemon=True)
+    thread.start()
+    res = psyqa("ingest", corpus, "--rebuild", settings=settings, timeout=900)
+    stop.set()
+    thread.join(30)
+    assert hit, "the disk was never filled: the rebuild did not write (or finished first)"
+    # Full in the middle of writing (not the check before the first write, which would say
+    # "Not enough disk space ... Nothing was written").
+    line = one_line(res, "the disk is full", str(settings.data_dir), "the previous index is intact")
+
+    # While the disk is still full: the previous index serves, nothing of the rebuild is left.
+    assert not index.rebuild_dir(settings).exists(), "the partial rebuild was left on the full disk"
+    assert snapshot(settings) == before
+    ans = psyqa("ask", QUESTION, settings=settings)
+    assert ans.returncode == 0 and "[1]" in ans.stdout and "Traceback" not in ans.stderr, ans.stderr
+    st = psyqa("status", "--json", settings=settings)
+    assert st.returncode == 0 and json.loads(st.stdout)["indexed"], st.stdout + st.stderr
+
+    filler.unlink()  # the documented fix: free space, run the command again
+    rebuild(settings, embedder)
+    after = snapshot(settings)
+    assert after == before and user_bytes(settings) == before_user
+
+
+def test_a_running_reader_moves_to_the_rebuilt_store(clean_build, tmp_path, embedder):
+    """`psyqa ingest --rebuild` (another process) swaps a new store folder in; an Assistant that
+    was answering from the old one notices (one stat per question) and answers from the new."""
+    from assistant.assistant import Assistant
+    from assistant.services import Services
+
+    settings = copy_of(clean_build, tmp_path)
+    corpus = tmp_path / "corpus"
+    shutil.copytree(settings.corpus_dir, corpus)
+    settings = settings.model_copy(update={"corpus_dir": corpus})
+    asst = Assistant(Services(settings=settings, embedder=embedder))
+    assert asst.ask(QUESTION).status == "answered"
+    write_doc(corpus / "k.md", "The kestrel psilocybin trial",
+              "## Results\n\nThe kestrel trial of psilocybin for anxiety reported remission in half "
+              "of the adults at week eight.\n", substances=["psilocybin"], source_type="trial")
+    old_db = (settings.chroma_dir / "chroma.sqlite3").stat().st_ino
+    res = psyqa("ingest", corpus, "--rebuild", settings=settings, timeout=900)
+    assert res.returncode == 0, res.stderr
+    assert (settings.chroma_dir / "chroma.sqlite3").stat().st_ino != old_db, "no new store was swapped in"
+    ans = asst.ask("What did the kestrel trial of psilocybin find?")
+    assert ans.status == "answered" and any(c.source == "k.md" for c in ans.citations), ans.answer
+    assert asst.ask(QUESTION).status == "answered"
 
 
 # ------------------------------------------------------------------ user data
@@ -129,7 +250,7 @@ def test_clean_data_and_rebuild_leave_feedback_byte_identical(clean_build, tmp_p
     assert user_bytes(settings) == before, "make clean-data changed the feedback database"
     assert not run([settings.corpus_dir], settings, embedder=embedder).failed
     assert user_bytes(settings) == before, "ingest changed the feedback database"
-    rebuild_cli(settings)
+    rebuild(settings, embedder, cli=True)
     assert user_bytes(settings) == before, "psyqa ingest --rebuild changed the feedback database"
     assert snapshot(settings)["chunks"] == clean_build[2]["chunks"]
 
