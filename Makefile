@@ -11,8 +11,10 @@ CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: run test install browser ingest clean-data bench
 
+# --heal: a damaged index is reported in one line and rebuilt from corpus/ (the damaged store is
+# moved to data/index/damaged/, kept).
 run: install
-	@$(BIN)/psyqa ingest || echo "psyqa: indexing did not complete (see above); starting the app on the index as it is"
+	@$(BIN)/psyqa ingest --heal || echo "psyqa: indexing did not complete (see above); starting the app on the index as it is"
 	@$(BIN)/psyqa app
 
 test: install browser

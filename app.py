@@ -117,6 +117,9 @@ def ensure_index(key: tuple) -> dict | None:
     """The index status; indexes corpus/ on a first start. None (with a message shown) on errors."""
     try:
         status = get_status(key)
+        if status.get("damaged"):
+            show_damaged(status["damaged"])
+            return None
         if not status["indexed"]:
             if not st.session_state.get("auto_index", True):
                 st.error(f"No index yet ({status['store']}). Run `psyqa ingest` in the project "
@@ -139,6 +142,12 @@ def ensure_index(key: tuple) -> dict | None:
 def persist() -> None:
     if not session.save(st.session_state, st.query_params, db_path()):  # the answer is shown anyway
         st.toast("This conversation could not be saved: a reload will lose it.", icon="⚠️")
+
+
+def show_damaged(message: str) -> None:
+    """A damaged index: the one line naming the path and the fix; nothing is rebuilt from here."""
+    get_status.clear()
+    st.error(esc(message), icon="🛠️")
 
 
 # ------------------------------------------------------------------ rendering

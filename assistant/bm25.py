@@ -2,7 +2,9 @@
 
 Ingest builds it after a sync; a reader that finds no BM25 files for the collection's current
 generation (a crash between the two, another machine's ingest in server mode) rebuilds it from
-the collection. So it can never serve chunks the collection does not hold.
+the collection. So it can never serve chunks the collection does not hold. Its files name the
+collection they were built from, so files of a collection that was deleted and created again (a
+new id, generations counted from 1 again) are never taken for the new one's.
 """
 
 from __future__ import annotations
@@ -60,24 +62,26 @@ class BM25Index:
     """bm25s over the same chunk ids as the collection (title and section included), with the
     corpus's term statistics the answerer uses (document frequency per stem, names)."""
 
-    def __init__(self, retriever, ids: list[str], generation: int, names: list[str] | None = None) -> None:
+    def __init__(self, retriever, ids: list[str], generation: int, names: list[str] | None = None,
+                 collection: str | None = None) -> None:
         self.retriever = retriever
         self.ids = ids
         self.generation = generation
         self.names = frozenset(names or ())
+        self.collection = collection  # the id of the collection it was built from
         self._stem = _stemmer()
         self._lock = threading.Lock()  # bm25s and PyStemmer objects are not thread-safe
         self._df: dict[str, int] | None = None
 
     @staticmethod
-    def build(ids: list[str], texts: list[str], generation: int) -> BM25Index:
+    def build(ids: list[str], texts: list[str], generation: int, collection: str | None = None) -> BM25Index:
         import bm25s
 
         retriever = bm25s.BM25(k1=1.2, b=0.75)
         if texts:
             tokens = bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), show_progress=False)
             retriever.index(tokens, show_progress=False)
-        return BM25Index(retriever, list(ids), generation, names_of(texts))
+        return BM25Index(retriever, list(ids), generation, names_of(texts), collection)
 
     def document_frequency(self) -> dict[str, int]:
         """Stem -> number of chunks that contain it (the same stems as `answer.terms.stems`)."""
@@ -132,7 +136,8 @@ class BM25Index:
             if self.ids:
                 self.retriever.save(str(tmp))
             (tmp / "ids.json").write_text(json.dumps({"generation": self.generation, "ids": self.ids,
-                                                      "names": sorted(self.names)}))
+                                                      "names": sorted(self.names),
+                                                      "collection": self.collection}))
             if directory.exists():
                 shutil.rmtree(directory)
             os.replace(tmp, directory)
@@ -154,7 +159,7 @@ class BM25Index:
             retriever = bm25s.BM25.load(str(directory)) if ids else bm25s.BM25()
         except (OSError, ValueError, KeyError):
             return None
-        return BM25Index(retriever, ids, int(data["generation"]), names)
+        return BM25Index(retriever, ids, int(data["generation"]), names, data.get("collection"))
 
 
 def read_all(collection, batch: int = 5000):
@@ -182,7 +187,7 @@ def build_from_collection(collection, generation: int) -> BM25Index:
     keep = [i for i, m in enumerate(metas) if index.visible(m, generation)]
     texts = [embed_text(str(metas[i].get("title", "")), str(metas[i].get("section", "")), docs[i],
                         authors_of(metas[i])) for i in keep]
-    return BM25Index.build([ids[i] for i in keep], texts, generation)
+    return BM25Index.build([ids[i] for i in keep], texts, generation, str(collection.id))
 
 
 __all__ = ["BM25Index", "build_from_collection", "read_all"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from assistant import bench, feedback, saved
 from assistant.bench.gold import DEFAULT_GOLD, DEFAULT_QUALITY, DEFAULT_SAFETY, KINDS
-from assistant.errors import PsyqaError
+from assistant.errors import IndexDamagedError, PsyqaError, StoreUnavailableError
 from assistant.settings import Settings, load_settings
 
 
@@ -20,8 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("ingest", help="index corpus files (incremental)")
     p.add_argument("paths", nargs="*", type=Path, help="files or folders (default: the corpus folder)")
     p.add_argument("--rebuild", action="store_true",
-                   help="rebuild the index from scratch; the previous index serves until the new "
-                        "one is complete")
+                   help="rebuild the index from scratch (also when it is damaged: the damaged "
+                        "store is moved aside); the previous index serves until the new one is complete")
+    p.add_argument("--heal", action="store_true",
+                   help="sync as usual, but rebuild instead of stopping when the index is damaged "
+                        "(what 'make run' does)")
     p.add_argument("--check", action="store_true", help="validate files without writing")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_ingest)
@@ -55,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     feedback.register(sub)
     saved.register(sub)
     args = parser.parse_args(argv)
+    _log_to_stderr()
     settings = None
     try:
         settings = load_settings()
@@ -73,11 +77,35 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the edge: a full disk is an operator problem, not a crash
         assert settings is not None  # load_settings raises only PsyqaError
         if _disk_full(exc, settings):
-            print(f"psyqa: the disk is full ({exc}). Nothing was committed: the previous index is "
-                  f"intact. Free space under {settings.data_dir} and run the command again.",
+            print(f"psyqa: the disk is full ({_one_line(exc)}). Nothing was committed: the previous "
+                  f"index is intact. Free space under {settings.data_dir} and run the command again.",
                   file=sys.stderr)
             return 3
-        raise
+        from assistant import store
+
+        err = store.explain(exc, settings)  # a damaged store: one line naming the path and the fix
+        if err is None:
+            raise
+        print(f"psyqa: {err}", file=sys.stderr)
+        return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _log_to_stderr() -> None:
+    """psyqa's own log messages (not the libraries') as 'psyqa: ...' lines on stderr."""
+    import logging
+
+    log = logging.getLogger("psyqa")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("psyqa: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.WARNING)
+        log.propagate = False
 
 
 def _disk_full(exc: BaseException, settings: Settings) -> bool:
@@ -110,8 +138,26 @@ def cmd_ingest(args, settings: Settings) -> int:
     from ingest.pipeline import progress_bar, run
 
     progress = None if args.json else progress_bar()
-    report = run(args.paths or None, settings, rebuild=args.rebuild, check=args.check,
-                 progress=progress)
+    try:
+        report = run(args.paths or None, settings, rebuild=args.rebuild, check=args.check,
+                     heal=args.heal, progress=progress)
+    except IndexDamagedError as exc:
+        if args.rebuild or args.heal or args.check:
+            raise
+        raise IndexDamagedError(f"{exc} Nothing was changed.") from None
+    except Exception as exc:  # noqa: BLE001 - the server went away mid-run: say what that means
+        from assistant import store
+
+        err = store.explain(exc, settings)
+        if err is exc or not isinstance(err, StoreUnavailableError):
+            raise
+        raise StoreUnavailableError(
+            f"{err} Nothing this run wrote is visible until its commit; the next 'psyqa ingest' "
+            "finishes it and repairs what it half-wrote.") from None
+    if report.damaged and not args.json:
+        print(f"psyqa: {report.damaged}", file=sys.stderr)
+        kept = f" The damaged store is kept at {report.kept}." if report.kept else ""
+        print(f"psyqa: rebuilt the index from the corpus.{kept}", file=sys.stderr)
     if args.json:
         print(json.dumps(report.as_json()))
     else:
@@ -307,7 +353,10 @@ def cmd_status(args, settings: Settings) -> int:
     st = index_status(settings)
     if args.json:
         print(json.dumps(st, default=str))
-        return 0
+        return 2 if st["damaged"] else 0
+    if st["damaged"]:
+        print(f"psyqa: {st['damaged']}", file=sys.stderr)
+        return 2
     if not st["indexed"]:
         print(f"No index yet ({st['store']}). Run 'psyqa ingest'.")
         for line in ingest_lines(st):

@@ -17,6 +17,11 @@ class IndexMismatchError(PsyqaError):
     """The index was built with another model or chunking."""
 
 
+class IndexDamagedError(PsyqaError):
+    """The stored index cannot be trusted (unreadable files, counts that contradict its metadata);
+    the message names the path and says to run 'psyqa ingest --rebuild'."""
+
+
 class StoreUnavailableError(PsyqaError):
     """The Chroma server cannot be reached."""
 

@@ -12,6 +12,9 @@ collections directly) go through this module for every rule of the format:
 * the commit: writing the new generation number (with the counts, corpus hash and the corpus
   folders it was built from, `roots`) into the collection metadata is the single commit point of a
   sync (`commit`);
+* consistency: what a committed index must satisfy, checked once per generation by its readers
+  (`check`: the counts agree with the metadata, the generation has its chunks, no BM25 files of a
+  generation the collection never reached);
 * chunk metadata: the flat keys a chunk is stored with (`chunk_meta`), including one boolean flag
   per substance and condition (`substance_key`, `condition_key`) that metadata filters match, the
   footnote numbers and reference list the loader kept out of the text (`footnotes`, `references`),
@@ -199,6 +202,69 @@ def _parse_facets(raw) -> dict[str, dict[str, int]] | None:
     if not isinstance(data, dict):
         return None
     return {f: {str(k): int(v) for k, v in (data.get(f) or {}).items()} for f in FACETS}
+
+
+# ----------------------------------------------------------------------------- consistency
+
+def invisible_where(generation: int) -> dict:
+    """Chunks a reader of `generation` does not see (written after it, or dead at it)."""
+    return {"$or": [{"gen": {"$gt": generation}}, {"dead": {"$lte": generation}}]}
+
+
+def check(collection, settings: Settings) -> str | None:
+    """What contradicts itself in a committed index (None: nothing), in a few words naming it.
+
+    * the collection holds fewer chunks than the metadata says the generation has (chunks lost);
+    * the committed generation has no chunks, or another number than the metadata says;
+    * BM25 files of this collection for a generation it never committed (beyond the one a sync in
+      progress may be writing): the store was replaced or rolled back under its derived files.
+    Cost: a count and one `where` lookup that finds nothing while no sync is in progress (the
+    full count of visible chunks only when there are others). Readers call it once per generation.
+    """
+    gen = generation(collection)
+    if gen == 0:
+        return None
+    meta = collection.metadata or {}
+    name = collection.name
+    if meta.get("chunks") is not None:
+        want = int(meta["chunks"])
+        have = collection.count()
+        if have < want:
+            return (f"collection '{name}' holds {have} chunks, but its committed generation {gen} "
+                    f"should have {want}")
+        if have == want and not collection.get(where=invisible_where(gen), limit=1, include=[])["ids"]:
+            visible_n = have
+        else:
+            visible_n = len(collection.get(where=visible_where(gen), include=[])["ids"])
+        if visible_n == 0 and want > 0:
+            return f"its committed generation {gen} has no chunks (the metadata says {want})"
+        if visible_n != want:
+            return f"its committed generation {gen} has {visible_n} chunks, the metadata says {want}"
+    return _check_bm25_dirs(settings, collection, gen)
+
+
+def _check_bm25_dirs(settings: Settings, collection, gen: int) -> str | None:
+    current = bm25_dir(settings, gen)
+    if not current.parent.exists():
+        return None
+    stem = current.name.rsplit("-g", 1)[0]
+    for d in sorted(current.parent.iterdir()):
+        head, _, tail = d.name.rpartition("-g")
+        if head != stem or not tail.isdigit() or int(tail) <= gen + 1:
+            continue  # gen + 1: what a sync in progress (or killed before its commit) writes
+        if bm25_collection(d) == str(collection.id):
+            return (f"{d} holds BM25 files of generation {tail}, but the collection has committed "
+                    f"only generation {gen} (the store was replaced or rolled back under its "
+                    "derived files)")
+    return None
+
+
+def bm25_collection(directory: Path) -> str | None:
+    """The id of the collection a BM25 folder was built from (None: unknown or unreadable)."""
+    try:
+        return json.loads((directory / "ids.json").read_text()).get("collection")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 # ----------------------------------------------------------------------------- chunk metadata
@@ -395,7 +461,8 @@ def ingest_report_path(settings: Settings) -> Path:
 
 # A --rebuild of the embedded store is built in a folder of its own next to the live one, so the
 # live store is never written while it is built (a kill or a full disk leaves it serving), then
-# swapped in: the marker file says the build is complete; the store it replaces is deleted.
+# swapped in: the marker file says the build is complete (and whether the store it replaces is
+# damaged: that one is moved to damaged/<time>/, kept; a healthy one is deleted).
 COMPLETE_MARKER = ".psyqa-complete"
 
 
@@ -403,25 +470,37 @@ def rebuild_dir(settings: Settings) -> Path:
     return Path(settings.index_dir) / "chroma.rebuild"
 
 
-def mark_complete(settings: Settings) -> None:
-    (rebuild_dir(settings) / COMPLETE_MARKER).write_text(json.dumps({"at": now()}))
+def damaged_dir(settings: Settings) -> Path:
+    return Path(settings.index_dir) / "damaged"
 
 
-def swap_in(settings: Settings) -> None:
-    """Make the completed rebuild the live store.
+def mark_complete(settings: Settings, damaged: str | None) -> None:
+    (rebuild_dir(settings) / COMPLETE_MARKER).write_text(json.dumps({"damaged": damaged, "at": now()}))
+
+
+def swap_in(settings: Settings) -> Path | None:
+    """Make the completed rebuild the live store. Returns where a damaged store was moved to.
 
     Each step is one rename, and the marker stays until the last one, so a kill between steps is
     finished by the next open (`finish_interrupted_swap`)."""
     new, live = rebuild_dir(settings), Path(settings.chroma_dir)
+    marker = json.loads((new / COMPLETE_MARKER).read_text())
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    old = None
+    kept = old = None
     if live.exists():
-        old = Path(settings.index_dir) / f".chroma.old-{stamp}"
-        os.rename(live, old)
+        if marker.get("damaged"):
+            kept = damaged_dir(settings) / f"chroma-{stamp}"
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            (kept.parent / f"chroma-{stamp}.txt").write_text(marker["damaged"] + "\n")
+            os.rename(live, kept)
+        else:
+            old = Path(settings.index_dir) / f".chroma.old-{stamp}"
+            os.rename(live, old)
     _rename_into_place(new, live)
     (live / COMPLETE_MARKER).unlink(missing_ok=True)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+    return kept
 
 
 def _rename_into_place(new: Path, live: Path) -> None:

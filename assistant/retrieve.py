@@ -18,8 +18,8 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import BaseModel, ConfigDict, Field
 
-from assistant import index, lexicon
-from assistant.errors import StoreUnavailableError
+from assistant import index, lexicon, store
+from assistant.errors import PsyqaError, StoreUnavailableError
 from assistant.models import Chunk, authors_of
 from assistant.services import Services
 
@@ -102,16 +102,23 @@ class HybridSearch:
     def search(self, query: str, k: int | None = None, filters: Filters | None = None,
                mode: str = "hybrid", vector=None) -> list[Hit]:
         """Top `k` passages for `query`. `mode` is hybrid, dense or lexical (for benchmarks)."""
+        settings = self.services.settings
         try:
             return self._search(query, k, filters, mode, vector)
-        except StoreUnavailableError:
+        except PsyqaError:
             raise
         except Exception as exc:
-            if self.services.settings.chroma_host or not _stale_store(exc):
-                raise
-            # Another process (psyqa ingest) rewrote the embedded store: reopen it and retry once.
-            self.services.reopen()
+            if settings.chroma_host or not _stale_store(exc):
+                raise store.explain(exc, settings) or exc
+        # Another process (psyqa ingest) rewrote the embedded store: reopen it and retry once.
+        self.services.reopen()
+        try:
             return self._search(query, k, filters, mode, vector)
+        except PsyqaError:
+            raise
+        except Exception as exc:
+            # Still failing on a fresh client: the store itself is damaged (one line, the fix).
+            raise store.explain(exc, settings) or exc
 
     def _search(self, query: str, k: int | None, filters: Filters | None, mode: str,
                 vector=None) -> list[Hit]:

@@ -6,6 +6,7 @@ code takes services as arguments and never builds them itself.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -13,8 +14,10 @@ from dataclasses import dataclass, field
 from assistant import index, store
 from assistant.bm25 import BM25Index, build_from_collection
 from assistant.embeddings import BundledEmbeddings
-from assistant.errors import StoreUnavailableError
+from assistant.errors import IndexEmptyError, StoreUnavailableError
 from assistant.settings import Settings
+
+log = logging.getLogger("psyqa.services")
 
 
 @dataclass
@@ -25,22 +28,34 @@ class Services:
     _bm25: BM25Index | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _store_key: tuple | None = None          # the embedded database file at connect time
+    _verified: tuple | None = None           # (collection id, generation) last checked
+    _seen: tuple | None = None               # (collection name, generation) last served
 
     def collection(self):
         """The live collection, re-read on every call so a new generation is noticed.
 
-        Reconnects when the client was lost (a Chroma server restarted) or the embedded store was
-        swapped for a rebuilt one (one stat per call)."""
+        Checked once per generation (`store.verify`: counts against metadata, BM25 folders), and
+        the embedded store's files once per client (`store.open_client`); a damaged index raises
+        IndexDamagedError. Reconnects when the client was lost (a Chroma server restarted) or the
+        embedded store was swapped for a rebuilt one (one stat per call)."""
         try:
             if self.client is not None and self._store_swapped():
                 self.reopen()  # `psyqa ingest --rebuild` swapped a rebuilt store in
             if self.client is None:
                 self.client = store.open_client(self.settings)
                 self._store_key = _store_key(self.settings)
-            return store.open_index(self.settings, self.client)
+            col = store.open_index(self.settings, self.client)
         except StoreUnavailableError:
             self.client = None
             raise
+        except IndexEmptyError:
+            if self._seen is None:
+                raise
+            name, gen = self._seen
+            raise IndexEmptyError(
+                f"The collection '{name}' is gone from {store.where_is(self.settings)} (this process "
+                f"was reading its generation {gen}). Run 'psyqa ingest' to rebuild it from the "
+                "corpus.") from None
         except Exception as exc:
             if self.settings.chroma_host and _is_connection_error(exc):
                 self.client = None
@@ -48,6 +63,12 @@ class Services:
                     f"Lost the connection to the Chroma server at {self.settings.chroma_host}:"
                     f"{self.settings.chroma_port}; it will be retried on the next question.") from None
             raise
+        key = (str(col.id), index.generation(col))
+        if key != self._verified:
+            col = store.verify(self.client, self.settings, col)
+            self._verified = (str(col.id), index.generation(col))
+            self._seen = (col.name, index.generation(col))
+        return col
 
     def _store_swapped(self) -> bool:
         """Whether the embedded store's database file is another one than at connect time."""
@@ -77,18 +98,26 @@ class Services:
 
     def bm25(self, collection) -> BM25Index:
         """The BM25 index of the collection's committed generation (loaded or rebuilt)."""
-        generation = index.generation(collection)
+        generation, cid = index.generation(collection), str(collection.id)
+
+        def current(lex: BM25Index | None) -> bool:
+            return lex is not None and lex.generation == generation and lex.collection in (None, cid)
+
         lex = self._bm25
-        if lex is not None and lex.generation == generation:
+        if current(lex) and lex.collection == cid:
             return lex
         with self._lock:
             lex = self._bm25
-            if lex is not None and lex.generation == generation:
+            if current(lex) and lex.collection == cid:
                 return lex
             path = index.bm25_dir(self.settings, generation)
             lex = BM25Index.load(path)
-            if lex is None or lex.generation != generation:
-                # Derived state missing (a crash, or an ingest on another machine): rebuild it.
+            if not current(lex):
+                # Derived state missing (deleted, a crash, an ingest on another machine) or built
+                # from another collection of the same name: rebuild it from the collection.
+                (log.info if self.settings.chroma_host else log.warning)(
+                    "the BM25 files of generation %s were %s (%s); rebuilt them from the collection",
+                    generation, "missing" if lex is None else "of another build", path)
                 lex = build_from_collection(collection, generation)
                 try:
                     lex.save(path)

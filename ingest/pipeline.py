@@ -7,7 +7,9 @@ next generation), then refreshes the metadata of kept chunks, then marks the ext
 the next generation; removed documents go last; the generation number is bumped only when
 everything has been written, and chunks dead at it are deleted after that.
 
-A rebuild of the embedded store is built in a folder of its own and swapped in only when complete
+Before writing, the live index is checked (`store.open_client`, `store.verify`): a damaged one is
+refused with the one-line fix (`psyqa ingest --rebuild`), or with `heal` rebuilt at once. A
+rebuild of the embedded store is built in a folder of its own and swapped in only when complete
 (`index.swap_in`); against a Chroma server it is a staging collection renamed into place.
 """
 
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from assistant import index, store
 from assistant.bm25 import build_from_collection
-from assistant.errors import DocumentError, IngestBusyError, PsyqaError
+from assistant.errors import DocumentError, IndexDamagedError, IngestBusyError, PsyqaError
 from assistant.models import Chunk
 from assistant.settings import Settings
 from ingest.chunking import ChunkParams, chunk_document, hf_counter
@@ -64,6 +66,8 @@ class IngestReport:
     checked_only: bool = False
     # Per failed file: problem, fix, whether its previous version is still served, its content hash.
     failure_details: dict[str, dict] = field(default_factory=dict)
+    damaged: str | None = None        # the damage a --rebuild (or heal) replaced
+    kept: str | None = None           # where the damaged store (or collection) was kept
 
     def as_json(self) -> dict:
         return {
@@ -196,10 +200,11 @@ def _all_metadatas(collection, batch: int = 10000):
 # ------------------------------------------------------------------------------ the run
 
 def run(paths: list[Path] | None, settings: Settings, *, rebuild: bool = False, check: bool = False,
-        progress: Progress | None = None, embedder=None) -> IngestReport:
+        heal: bool = False, progress: Progress | None = None, embedder=None) -> IngestReport:
     """Sync `paths` (default: the corpus folder) into the index and return what happened.
 
-    `rebuild`: build the index afresh; readers see the previous one until it is complete."""
+    `rebuild`: build the index afresh (also when the store cannot be opened). `heal`: sync as
+    usual, but rebuild instead of refusing when the index is damaged (what `make run` does)."""
     t0 = time.perf_counter()
     report = IngestReport(checked_only=check)
     paths = paths or [settings.corpus_dir]
@@ -223,9 +228,9 @@ def run(paths: list[Path] | None, settings: Settings, *, rebuild: bool = False, 
     try:
         work = _Work(files, scopes, settings, report, progress, embedder)
         if settings.chroma_host:
-            _sync_server(work, rebuild)
+            _sync_server(work, rebuild, heal)
         else:
-            _sync_embedded(work, rebuild)
+            _sync_embedded(work, rebuild, heal)
         report.seconds = time.perf_counter() - t0
         save_report(report, settings, paths)
     except PsyqaError as exc:  # stopped before its commit: the previous index is what readers see
@@ -378,22 +383,32 @@ class _Work:
     embedder: object
 
 
-def _sync_embedded(work: _Work, rebuild: bool) -> None:
+def _sync_embedded(work: _Work, rebuild: bool, heal: bool) -> None:
     """The embedded store: sync the live collection, or rebuild into a folder of its own."""
     settings = work.settings
     index.finish_interrupted_swap(settings, writer=True)
-    if rebuild:
-        _rebuild_embedded(work)
-        return
-    client = store.open_client(settings)
-    _sync(client, _live(client, settings), work)
+    if not rebuild:
+        try:
+            client = store.open_client(settings)
+            col = _live(client, settings)
+        except IndexDamagedError as exc:
+            if not heal:
+                raise
+            work.report.damaged = str(exc)
+        else:
+            _sync(client, col, work)
+            return
+    _rebuild_embedded(work)
 
 
 def _live(client, settings: Settings):
-    """The live collection, of the current settings, created when there is none yet."""
+    """The live collection, checked (IndexDamagedError) and of the current settings, created when
+    there is none yet."""
     col = store.get_collection(client, settings.collection)
     if col is None:
         return store.create_collection(client, settings.collection, settings)
+    if index.generation(col) > 0:
+        col = store.verify(client, settings, col)
     index.check_identity(col, settings)
     return col
 
@@ -402,10 +417,12 @@ def _rebuild_embedded(work: _Work) -> None:
     """Build a fresh store from the corpus in `index.rebuild_dir`, then swap it in.
 
     The live store is never written meanwhile: a kill or a full disk during the build leaves it
-    serving (and the partial build is removed). Generations go on from the highest the old store
-    or its BM25 files reached, so derived files never collide."""
+    serving (and the partial build is removed). A damaged live store is moved to damaged/<time>/
+    (kept); a healthy one is replaced. Generations go on from the highest the old store or its
+    BM25 files reached, so derived files never collide."""
     settings, report = work.settings, work.report
-    base = max([_live_generation(settings), *index.bm25_generations(settings)])
+    problem, live_gen = _live_state(settings, report.damaged)
+    base = max([live_gen, *index.bm25_generations(settings)])
     target = index.rebuild_dir(settings)
     shutil.rmtree(target, ignore_errors=True)
     client = col = None
@@ -413,7 +430,7 @@ def _rebuild_embedded(work: _Work) -> None:
         client = store.open_client(settings, path=target)
         col = store.create_collection(client, settings.collection, settings, generation=base)
         _sync(client, col, work, fresh=True)
-        index.mark_complete(settings)
+        index.mark_complete(settings, problem)
     except BaseException:
         client = col = None
         store.forget_embedded_clients()
@@ -421,26 +438,54 @@ def _rebuild_embedded(work: _Work) -> None:
         raise
     client = col = None
     store.forget_embedded_clients()  # this process's handles point at the rebuild folder
-    index.swap_in(settings)
+    kept = index.swap_in(settings)
     index.prune_bm25(index.bm25_dir(settings, report.generation))
+    if problem:
+        report.damaged = problem
+        report.kept = str(kept) if kept else None
 
 
-def _live_generation(settings: Settings) -> int:
-    """The committed generation of the live embedded store (0: none)."""
+def _live_state(settings: Settings, known: str | None) -> tuple[str | None, int]:
+    """(what is wrong with the live embedded store or None, its committed generation)."""
+    if known:
+        return known, 0
     if not (settings.chroma_dir / "chroma.sqlite3").exists():
-        return 0
-    col = store.get_collection(store.open_client(settings), settings.collection)
-    return index.generation(col) if col is not None else 0
+        return None, 0
+    try:
+        client = store.open_client(settings)
+        col = store.get_collection(client, settings.collection)
+        if col is None:
+            return None, 0
+        if index.generation(col) > 0:
+            store.verify(client, settings, col)
+        return None, index.generation(col)
+    except IndexDamagedError as exc:
+        return str(exc), 0
+    except Exception as exc:  # noqa: BLE001 - Chroma cannot read it: damaged, and rebuilt
+        if store.is_disk_full(exc):
+            raise
+        return str(store.damaged(settings, f"Chroma cannot read it ({store.first_line(exc)})")), 0
 
 
-def _sync_server(work: _Work, rebuild: bool) -> None:
+def _sync_server(work: _Work, rebuild: bool, heal: bool) -> None:
     """A Chroma server: sync the live collection, or build a staging collection and rename it
-    into place (--rebuild)."""
-    client = store.open_client(work.settings)
+    into place (--rebuild, or heal on damage)."""
+    settings, report = work.settings, work.report
+    client = store.open_client(settings)
     if not rebuild:
-        _sync(client, _live(client, work.settings), work)
-        return
-    _sync(client, _staging(client, work.settings), work, fresh=True, swap=True)
+        try:
+            col = _live(client, settings)
+        except IndexDamagedError as exc:
+            if not heal:
+                raise
+            report.damaged = str(exc)
+        else:
+            _sync(client, col, work)
+            return
+    if report.damaged is None:
+        report.damaged = _server_live_problem(client, settings)
+    staging = _staging(client, settings)
+    _sync(client, staging, work, fresh=True, swap=True)
 
 
 def _sync(client, col, work: _Work, *, fresh: bool = False, swap: bool = False) -> None:
@@ -459,6 +504,18 @@ def _sync(client, col, work: _Work, *, fresh: bool = False, swap: bool = False) 
     report.generation = generation
     report.documents_total = len(final)
     report.chunks_total = sum(len(d.ids) for d in final.values())
+
+
+def _server_live_problem(client, settings: Settings) -> str | None:
+    """What is wrong with the live collection on the server (None: nothing, or none there)."""
+    col = store.get_collection(client, settings.collection)
+    if col is None or index.generation(col) == 0:
+        return None
+    try:
+        store.verify(client, settings, col)
+    except IndexDamagedError as exc:
+        return str(exc)
+    return None
 
 
 def _staging(client, settings: Settings):
@@ -617,10 +674,18 @@ def _commit(client, col, plan: _Plan, work: _Work, fresh: bool, swap: bool) -> t
 
 
 def _swap_collection(client, col, settings: Settings, report: IngestReport) -> None:
-    """Rename the committed staging collection over the live one."""
+    """Rename the committed staging collection over the live one; a damaged live collection is
+    renamed aside (kept, dated) instead of deleted."""
     name = settings.collection
-    if store.get_collection(client, name) is not None:
-        client.delete_collection(name)
+    live = store.get_collection(client, name)
+    if live is not None:
+        if report.damaged:
+            stamp = index.now().replace(":", "").replace("-", "").replace("+0000", "Z")
+            aside = f"{name}__damaged-{stamp}"
+            live.modify(name=aside)
+            report.kept = f"collection '{aside}' on {store.where_is(settings)}"
+        else:
+            client.delete_collection(name)
     col.modify(name=name)
 
 

@@ -5,7 +5,8 @@ collection holds, without reading a chunk's text or writing anything. It compare
 index was built from (`roots`, recorded at each commit), not only the default corpus folder, so
 indexing another folder does not make every document look removed. The last ingest run's report
 (`index.ingest_report_path`, written by ingest) says which files failed, why, and whether their
-previous version is still served.
+previous version is still served. A damaged index is reported in `damaged` (one line naming the
+path and the fix), never raised.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import threading
 from pathlib import Path
 
 from assistant import index, store
+from assistant.errors import IndexDamagedError
 from assistant.settings import Settings
 from ingest.loaders import UNREVIEWED
 from ingest.pipeline import IngestReport, SourceFile, discover, doc_hash, read_state
@@ -26,16 +28,22 @@ _SCAN_LOCK = threading.Lock()
 
 
 def index_status(settings: Settings) -> dict:
-    """documents, chunks, embedding_model, last_ingest, corpus_hash, facets, roots, drift
+    """documents, chunks, embedding_model, last_ingest, corpus_hash, facets, roots, damaged, drift
     (changed/new/removed), the last ingest run and which of its failures are still unfixed, and
     the unreviewed documents (indexed without a source_type)."""
     base = {"store": store.where_is(settings), "indexed": False, "documents": 0, "chunks": 0,
             "embedding_model": settings.embedding_model, "last_ingest": None, "corpus_hash": None,
-            "facets": {f: {} for f in index.FACETS}, "roots": [],
+            "facets": {f: {} for f in index.FACETS}, "roots": [], "damaged": None,
             "drift": {"new": [], "changed": [], "removed": []},
             "last_run": last_run(settings), "unfixed": [], "unreviewed": []}
-    client = store.open_client(settings)
-    col = store.get_collection(client, settings.collection)
+    try:
+        client = store.open_client(settings)
+        col = store.get_collection(client, settings.collection)
+        if col is not None and index.generation(col) > 0:
+            col = store.verify(client, settings, col)
+    except IndexDamagedError as exc:
+        base["damaged"] = str(exc)
+        return base
     if col is None:
         base["drift"]["new"] = [sf.rel for sf in _files([settings.corpus_dir], settings)]
         return base

@@ -104,6 +104,7 @@ def measure(overrides: dict, questions: list[str], repeat: int) -> dict:
             t0 = time.perf_counter()
             services.embedder.embed_query(q)
             floor.append((time.perf_counter() - t0) * 1000)
+    check_ms = _check_cost(services)
     peak = memory_mb().get("VmHWM")
     if peak is None:  # no /proc: ru_maxrss, which may include the parent's peak (see memory_mb)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -111,8 +112,31 @@ def measure(overrides: dict, questions: list[str], repeat: int) -> dict:
         "asks": len(asks), "p50_ms": round(percentile(asks, 50), 1), "p95_ms": round(percentile(asks, 95), 1),
         "encode_p50_ms": round(percentile(floor, 50), 1), "encode_p95_ms": round(percentile(floor, 95), 1),
         "warmup_s": round(warm_s, 2), "peak_rss_mb": round(peak, 1), "statuses": statuses,
+        "damage_check_ms": check_ms,
         "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def _check_cost(services, repeat: int = 5) -> dict:
+    """What the damage checks cost, each the median of `repeat` runs: the store's files (once
+    per client) and the collection's consistency (once per generation); neither runs per question."""
+    from assistant import store
+    from assistant.bench import percentile
+
+    settings = services.settings
+    col = services.collection()
+    out: dict[str, float] = {}
+    steps = {"collection": lambda: store.verify(services.client, settings, col)}
+    if not settings.chroma_host:
+        steps["files"] = lambda: store.check_files(settings.chroma_dir, settings.collection)
+    for name, step in steps.items():
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            step()
+            times.append((time.perf_counter() - t0) * 1000)
+        out[name] = round(percentile(times, 50), 2)
+    return out
 
 
 def _child_main() -> None:
@@ -263,7 +287,7 @@ def build_scale(settings, eval_sets: list[Path], n: int) -> Path:
         col.add(ids=b_ids, documents=b_docs, metadatas=b_metas, embeddings=np.stack(b_vecs))
     _log(f"scale {n}: chroma written in {time.perf_counter() - t0:.1f}s")
     t0 = time.perf_counter()
-    lex = BM25Index.build(out_ids, out_texts, 1)
+    lex = BM25Index.build(out_ids, out_texts, 1, str(col.id))
     lex.save(index.bm25_dir(bs, 1))
     _log(f"scale {n}: BM25 built in {time.perf_counter() - t0:.1f}s")
     index.commit(col, bs, 1, documents=len(doc_ids), chunks=col.count(), corpus_hash=f"bench-{n}",
