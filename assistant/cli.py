@@ -154,6 +154,9 @@ def cmd_ingest(args, settings: Settings) -> int:
         raise StoreUnavailableError(
             f"{err} Nothing this run wrote is visible until its commit; the next 'psyqa ingest' "
             "finishes it and repairs what it half-wrote.") from None
+    if report.took_over:
+        print(f"psyqa: took over from an ingest that stopped without finishing ({report.took_over})",
+              file=sys.stderr)
     if report.damaged and not args.json:
         print(f"psyqa: {report.damaged}", file=sys.stderr)
         kept = f" The damaged store is kept at {report.kept}." if report.kept else ""

@@ -15,6 +15,8 @@ collections directly) go through this module for every rule of the format:
 * consistency: what a committed index must satisfy, checked once per generation by its readers
   (`check`: the counts agree with the metadata, the generation has its chunks, no BM25 files of a
   generation the collection never reached);
+* the ingest lease (server mode): the record of an ingest in progress, kept in the collection
+  metadata (`LEASE_KEYS`, `lease_of`);
 * chunk metadata: the flat keys a chunk is stored with (`chunk_meta`), including one boolean flag
   per substance and condition (`substance_key`, `condition_key`) that metadata filters match, the
   footnote numbers and reference list the loader kept out of the text (`footnotes`, `references`),
@@ -131,12 +133,13 @@ def dead_where(generation: int) -> dict:
 
 def commit(collection, settings: Settings, generation: int, *, documents: int, chunks: int,
            corpus_hash: str, last_ingest: str | None = None,
-           facets: dict[str, dict[str, int]] | None = None, roots: list[dict] | None = None) -> None:
+           facets: dict[str, dict[str, int]] | None = None, roots: list[dict] | None = None,
+           extra: dict[str, Any] | None = None) -> None:
     """Make `generation` the committed one: the single commit point of a sync.
 
     Readers switch to the new generation the moment this metadata write lands; everything a
     reader of it needs (its chunks, its BM25 files) must be written before. `roots` are the corpus
-    folders the index holds documents from (`root_entry`).
+    folders the index holds documents from (`root_entry`); `extra` more metadata (the lease).
     """
     meta = dict(collection.metadata or {})
     meta.update(identity(settings))
@@ -149,6 +152,7 @@ def commit(collection, settings: Settings, generation: int, *, documents: int, c
         meta["facets"] = json.dumps(facets, sort_keys=True)
     if roots is not None:
         meta["roots"] = json.dumps(roots, sort_keys=True)
+    meta.update(extra or {})
     meta.pop("hnsw:space", None)  # fixed at creation; Chroma refuses to modify it
     collection.modify(metadata=meta)
 
@@ -265,6 +269,25 @@ def bm25_collection(directory: Path) -> str | None:
         return json.loads((directory / "ids.json").read_text()).get("collection")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+# ----------------------------------------------------------------------------- the ingest lease
+
+# The record of an ingest in progress, in the collection metadata (server mode): who (host, pid),
+# since when, its last heartbeat (seconds since the epoch) and a random token naming this run.
+LEASE_KEYS = ("ingest_host", "ingest_pid", "ingest_started", "ingest_heartbeat", "ingest_token")
+
+
+def lease_of(meta: dict | None) -> dict[str, Any] | None:
+    """The ingest lease recorded in collection metadata `meta`, or None."""
+    meta = meta or {}
+    if not meta.get("ingest_token"):
+        return None
+    return {k: meta.get(k) for k in LEASE_KEYS}
+
+
+def without_lease(meta: dict | None) -> dict[str, Any]:
+    return {k: v for k, v in (meta or {}).items() if k not in LEASE_KEYS}
 
 
 # ----------------------------------------------------------------------------- chunk metadata

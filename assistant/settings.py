@@ -48,6 +48,8 @@ class Settings(BaseSettings):
         None, description="Chroma server host; unset = embedded store under data_dir"
     )
     chroma_port: int = Field(8000, description="Chroma server port")
+    ingest_lease_s: float = Field(
+        60.0, description="Server mode: an ingest whose heartbeat is older than this is taken over")
 
     # Embedding and chunking (these shape the vectors: changing them needs --rebuild)
     embedding_model: str = Field(BUNDLED_MODEL, description="Embedding model (bundled package)")

@@ -10,11 +10,13 @@ everything has been written, and chunks dead at it are deleted after that.
 Before writing, the live index is checked (`store.open_client`, `store.verify`): a damaged one is
 refused with the one-line fix (`psyqa ingest --rebuild`), or with `heal` rebuilt at once. A
 rebuild of the embedded store is built in a folder of its own and swapped in only when complete
-(`index.swap_in`); against a Chroma server it is a staging collection renamed into place.
+(`index.swap_in`); against a Chroma server it is a staging collection renamed into place, and the
+whole run holds the server's ingest lease (`ingest.lease`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -68,6 +70,7 @@ class IngestReport:
     failure_details: dict[str, dict] = field(default_factory=dict)
     damaged: str | None = None        # the damage a --rebuild (or heal) replaced
     kept: str | None = None           # where the damaged store (or collection) was kept
+    took_over: str | None = None      # server mode: the crashed ingest whose lease this run took
 
     def as_json(self) -> dict:
         return {
@@ -381,6 +384,8 @@ class _Work:
     report: IngestReport
     progress: Progress | None
     embedder: object
+    fence: Callable[[], None] = lambda: None   # raises when this run must stop writing (lease lost)
+    lease: object = None
 
 
 def _sync_embedded(work: _Work, rebuild: bool, heal: bool) -> None:
@@ -468,24 +473,33 @@ def _live_state(settings: Settings, known: str | None) -> tuple[str | None, int]
 
 
 def _sync_server(work: _Work, rebuild: bool, heal: bool) -> None:
-    """A Chroma server: sync the live collection, or build a staging collection and rename it
-    into place (--rebuild, or heal on damage)."""
+    """A Chroma server: hold its ingest lease for the whole run; sync the live collection, or
+    build a staging collection and rename it into place (--rebuild, or heal on damage)."""
+    from ingest import lease as leases
+
     settings, report = work.settings, work.report
     client = store.open_client(settings)
-    if not rebuild:
-        try:
-            col = _live(client, settings)
-        except IndexDamagedError as exc:
-            if not heal:
-                raise
-            report.damaged = str(exc)
-        else:
-            _sync(client, col, work)
-            return
-    if report.damaged is None:
-        report.damaged = _server_live_problem(client, settings)
-    staging = _staging(client, settings)
-    _sync(client, staging, work, fresh=True, swap=True)
+    held = leases.acquire(client, settings)
+    work.lease, work.fence = held, held.fence
+    if held.took_over:
+        report.took_over = leases.describe(held.took_over)
+    try:
+        if not rebuild:
+            try:
+                col = _live(client, settings)
+            except IndexDamagedError as exc:
+                if not heal:
+                    raise
+                report.damaged = str(exc)
+            else:
+                _sync(client, col, work)
+                return
+        if report.damaged is None:
+            report.damaged = _server_live_problem(client, settings)
+        staging = _staging(client, settings)
+        _sync(client, staging, work, fresh=True, swap=True)
+    finally:
+        held.release()
 
 
 def _sync(client, col, work: _Work, *, fresh: bool = False, swap: bool = False) -> None:
@@ -497,7 +511,7 @@ def _sync(client, col, work: _Work, *, fresh: bool = False, swap: bool = False) 
     plan = _plan(col, work.files, work.scopes, settings, report, work.progress)
     vectors = _embed(plan.new_chunks() + plan.stale_sentences(), settings, report, work.progress,
                      work.embedder)
-    _write(col, plan, vectors, _max_batch(client))
+    _write(col, plan, vectors, _max_batch(client), work.fence)
     generation, final = _commit(client, col, plan, work, fresh, swap)
     if generation != plan.committed:
         _cleanup(col, settings, generation)
@@ -622,7 +636,8 @@ def _embed(chunks: list[Chunk], settings: Settings, report: IngestReport, progre
     return vectors
 
 
-def _write(col, plan: _Plan, vectors: dict[str, _Vectors], max_batch: int) -> None:
+def _write(col, plan: _Plan, vectors: dict[str, _Vectors], max_batch: int,
+           fence: Callable[[], None] = lambda: None) -> None:
     """New chunks become visible at the next generation; kept chunks keep the generation they
     appeared in (their text is unchanged; stale sentence vectors are replaced in place); doomed
     chunks are marked dead from the next generation. Nothing a reader of the committed generation
@@ -634,17 +649,20 @@ def _write(col, plan: _Plan, vectors: dict[str, _Vectors], max_batch: int) -> No
     new, kept = plan.new_chunks(), plan.kept_chunks()
     for k in range(0, len(new), max_batch):
         part = new[k:k + max_batch]
+        fence()
         col.upsert(ids=[c.chunk_id for c in part], documents=[c.text for c in part],
                    metadatas=[index.chunk_meta(c, plan.new_gen, vectors[c.chunk_id].sentences)
                               for c in part],
                    embeddings=[vectors[c.chunk_id].chunk for c in part])
     for k in range(0, len(kept), max_batch):
         part = kept[k:k + max_batch]
+        fence()
         col.update(ids=[c.chunk_id for c, _ in part],
                    metadatas=[index.chunk_meta(c, g, vectors[c.chunk_id].sentences
                                                if c.chunk_id in vectors else None) for c, g in part])
     for k in range(0, len(plan.doomed), max_batch):
         part = plan.doomed[k:k + max_batch]
+        fence()
         col.update(ids=part, metadatas=[index.retired(plan.new_gen)] * len(part))
 
 
@@ -663,13 +681,21 @@ def _commit(client, col, plan: _Plan, work: _Work, fresh: bool, swap: bool) -> t
     if not (changed or plan.committed == 0):
         return plan.committed, final
     generation = plan.new_gen
+    work.fence()
     target = index.bm25_dir(settings, generation)
     build_from_collection(col, generation).save(target)
-    index.commit(col, settings, generation, documents=len(final),
-                 chunks=sum(len(d.ids) for d in final.values()), corpus_hash=corpus_hash,
-                 facets=index.count_facets(d.facets for d in final.values()), roots=roots)
-    if swap:
-        _swap_collection(client, col, settings, report)
+    lease = work.lease
+    with lease.lock if lease is not None else contextlib.nullcontext():
+        extra = {}
+        if lease is not None:
+            lease.confirm()  # fresh from the server: still ours, right before the commit point
+            extra = lease.fields()
+        index.commit(col, settings, generation, documents=len(final),
+                     chunks=sum(len(d.ids) for d in final.values()), corpus_hash=corpus_hash,
+                     facets=index.count_facets(d.facets for d in final.values()), roots=roots,
+                     extra=extra)
+        if swap:
+            _swap_collection(client, col, settings, report)
     return generation, final
 
 

@@ -9,17 +9,17 @@ BM25 ids), and the feedback database is byte-identical:
   deleted segment file (on an index big enough for Chroma to have persisted its HNSW segment);
   a deleted BM25 folder (healed by the next reader, with a notice); a generation number with no
   chunks, chunks lost under the metadata, BM25 files of a generation the collection never reached;
-  the disk filling during `--rebuild` (a real small tmpfs, filled by another writer once the
-  rebuild writes its first chunks; the previous index keeps serving);
-- server (`chroma run`): the collection deleted under a running app; a damaged collection renamed
-  aside by `--rebuild`;
+  the disk filling during `--rebuild` (a real small tmpfs; the previous index keeps serving);
+- server (`chroma run`): the collection deleted under a running app; the server killed in the
+  middle of an ingest; two ingests from two processes with different data folders (one runs, the
+  other refuses; after SIGKILL of the first the second takes over) and a stale lease of another
+  host taken over;
 - user data: `make clean-data` and `psyqa ingest --rebuild` leave the feedback database
   byte-identical; the database of the old layout moves to data/user/ without losing a row;
-  `psyqa feedback backup` is a consistent copy that restores;
-- drift: `psyqa status` and the app compare with the folders the index was built from.
+  `psyqa feedback backup` is a consistent copy that restores.
 
-Real components throughout: embedded Chroma and `chroma run`, the bundled model, the installed CLI
-and Makefile, the Streamlit app (AppTest), SQLite.
+Real components throughout: embedded Chroma and `chroma run`, the bundled model, the installed CLI,
+the Streamlit app (AppTest), SQLite.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ import pytest
 from assistant import feedback, index
 from assistant.bm25 import BM25Index
 from assistant.settings import Settings
-from helpers import REPO, cli_env, open_collection, psyqa, unique_collection, write_doc
+from helpers import (PSYQA, REPO, cli_env, open_collection, psyqa, start_chroma_server,
+                     unique_collection, write_doc)
 from ingest.pipeline import run
 
 pytestmark = pytest.mark.slow
@@ -599,6 +600,137 @@ def test_server_collection_deleted_under_a_running_app(tmp_path, chroma_server, 
     no_traceback(at)
     last = at.chat_message[-1]
     assert not last.get("error") and any("[1]" in t.replace("\\", "") for t in texts(last))
+
+
+def numbered_corpus(corpus: Path, n: int = 30) -> None:
+    words = ("psilocybin therapy session depression remission trial placebo dose patient outcome "
+             "integration screening ketamine infusion response week clinician serotonin cohort").split()
+    for i in range(n):
+        body = " ".join(" ".join(words[(i * 7 + j * 3 + k) % len(words)] for k in range(14)).capitalize() + "."
+                        for j in range(12))
+        write_doc(corpus / f"doc-{i:03d}.md", f"Document {i}", f"## Part\n\n{body}\n\n## More\n\n{body}\n")
+
+
+def start_ingest(settings: Settings, **env: str) -> subprocess.Popen:
+    return subprocess.Popen([PSYQA, "ingest", str(settings.corpus_dir)], cwd=REPO,
+                            env=cli_env(settings, **env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_for(what, timeout: float = 300, every: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = what()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what.__name__}")
+
+
+def leased(settings: Settings):
+    """The ingest lease recorded on the server for `settings`' collection (None: none), once the
+    run that wrote it has let go of the short claim it holds while writing it."""
+    col = open_collection(settings)
+    if col is None or open_collection(settings, settings.collection + "__claim") is not None:
+        return None
+    return index.lease_of(col.metadata)
+
+
+def test_server_killed_in_the_middle_of_an_ingest(tmp_path, embedder):
+    """The ingest is frozen (SIGSTOP) right after it recorded its lease, the server is killed,
+    the ingest goes on: it ends in one line. The server restarted, `psyqa ingest` takes the dead
+    run's lease over and the index equals a clean build."""
+    from test_reliability import kill, launch_chroma
+
+    path = tmp_path / "server"
+    proc, host, port = start_chroma_server(path)
+    try:
+        corpus = tmp_path / "corpus"
+        numbered_corpus(corpus)
+        settings = server_settings(tmp_path, host, port, "data", corpus, unique_collection("srvkill"))
+        seed_user_data(settings)
+        before = user_bytes(settings)
+        ingest = start_ingest(settings)
+        try:
+            record = wait_for(lambda: leased(settings))
+            assert record["ingest_pid"] == ingest.pid, record
+            os.killpg(ingest.pid, signal.SIGSTOP)
+            kill(proc)  # the server dies in the middle of the ingest
+            os.killpg(ingest.pid, signal.SIGCONT)
+            out, err = ingest.communicate(timeout=300)
+        finally:
+            if ingest.poll() is None:
+                os.killpg(ingest.pid, signal.SIGKILL)
+                ingest.wait(30)
+        res = subprocess.CompletedProcess(ingest.args, ingest.returncode, out, err)
+        one_line(res, f"{host}:{port}", "psyqa ingest")
+
+        proc = launch_chroma(path, port)  # the fix: start the server again, run ingest again
+        assert leased(settings) is not None, "the dead run's lease should still be recorded"
+        res = psyqa("ingest", corpus, settings=settings, timeout=900)
+        assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+        assert "took over" in res.stderr, res.stderr
+        assert server_snapshot(settings) == clean_server_build(settings, tmp_path, embedder)
+        assert leased(settings) is None, "the lease was left behind"
+        assert user_bytes(settings) == before
+    finally:
+        kill(proc)
+
+
+def test_two_ingests_against_one_server_one_refuses_then_takes_over(tmp_path, chroma_server, embedder):
+    """Two machines (two data folders) ingest into one collection. The first holds the lease (it
+    is frozen mid-run so the timing is certain); the second refuses, naming it; after a SIGKILL
+    of the first, the second takes over and the result equals a clean build."""
+    host, port = chroma_server
+    corpus = tmp_path / "corpus"
+    numbered_corpus(corpus)
+    collection = unique_collection("lease")
+    first = server_settings(tmp_path, host, port, "machine-a", corpus, collection)
+    second = server_settings(tmp_path, host, port, "machine-b", corpus, collection)
+    env_b = cli_env(second, PSYQA_INGEST_LEASE_S="60")
+    a = start_ingest(first, PSYQA_INGEST_LEASE_S="60")
+    try:
+        record = wait_for(lambda: leased(first))
+        assert record["ingest_pid"] == a.pid and record["ingest_host"], record
+        os.killpg(a.pid, signal.SIGSTOP)
+        refused = psyqa("ingest", corpus, settings=second, timeout=120, env=env_b)
+        one_line(refused, "Another 'psyqa ingest' is writing", f"pid {a.pid}", collection)
+        assert not (second.index_dir / "bm25").exists(), "the refused run wrote derived files"
+        assert leased(first)["ingest_token"] == record["ingest_token"], "the refused run touched the lease"
+        os.killpg(a.pid, signal.SIGKILL)  # the first machine's ingest crashes
+        a.wait(30)
+    finally:
+        if a.poll() is None:
+            os.killpg(a.pid, signal.SIGKILL)
+            a.wait(30)
+    res = psyqa("ingest", corpus, settings=second, timeout=900, env=env_b)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    assert "took over" in res.stderr and f"pid {a.pid}" in res.stderr, res.stderr
+    assert leased(second) is None
+    assert server_snapshot(second) == clean_server_build(second, tmp_path, embedder)
+
+
+def test_a_fresh_lease_of_another_host_is_refused_and_a_stale_one_taken_over(tmp_path, chroma_server, embedder):
+    from assistant import store
+
+    host, port = chroma_server
+    corpus = tmp_path / "corpus"
+    bird_corpus(corpus)
+    settings = server_settings(tmp_path, host, port, "data", corpus, unique_collection("stale"))
+    assert not run([corpus], settings, embedder=embedder).failed
+    col = store.get_collection(store.open_client(settings), settings.collection)
+    record = {"ingest_host": "elsewhere.example", "ingest_pid": 4242, "ingest_started": index.now(),
+              "ingest_heartbeat": time.time(), "ingest_token": "t0ken"}
+    col.modify(metadata=dict(col.metadata) | record)
+    env = cli_env(settings, PSYQA_INGEST_LEASE_S="30")
+    one_line(psyqa("ingest", corpus, settings=settings, env=env), "elsewhere.example", "pid 4242",
+             "taken over once its heartbeat is 30 s old")
+    col = store.get_collection(store.open_client(settings), settings.collection)
+    col.modify(metadata=dict(col.metadata) | {"ingest_heartbeat": time.time() - 31})
+    res = psyqa("ingest", corpus, settings=settings, env=env)
+    assert res.returncode == 0 and "took over" in res.stderr and "elsewhere.example" in res.stderr, res.stderr
+    assert index.lease_of(open_collection(settings).metadata) is None
+    assert server_snapshot(settings) == clean_server_build(settings, tmp_path, embedder)
 
 
 def test_damaged_server_collection_is_renamed_aside_by_rebuild(tmp_path, chroma_server, embedder):
