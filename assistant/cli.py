@@ -157,10 +157,9 @@ def cmd_ingest(args, settings: Settings) -> int:
     if report.took_over:
         print(f"psyqa: took over from an ingest that stopped without finishing ({report.took_over})",
               file=sys.stderr)
-    if report.damaged and not args.json:
-        print(f"psyqa: {report.damaged}", file=sys.stderr)
-        kept = f" The damaged store is kept at {report.kept}." if report.kept else ""
-        print(f"psyqa: rebuilt the index from the corpus.{kept}", file=sys.stderr)
+    if report.damaged:
+        kept = f"; the damaged store is kept at {report.kept}" if report.kept else ""
+        print(f"psyqa: rebuilt the damaged index from the corpus{kept}.", file=sys.stderr)
     if args.json:
         print(json.dumps(report.as_json()))
     else:

@@ -19,7 +19,11 @@ class IndexMismatchError(PsyqaError):
 
 class IndexDamagedError(PsyqaError):
     """The stored index cannot be trusted (unreadable files, counts that contradict its metadata);
-    the message names the path and says to run 'psyqa ingest --rebuild'."""
+    the message names the path and says to run 'psyqa ingest --rebuild'. `what` is the damage
+    alone (where and what), `aside` where a rebuild keeps the damaged store."""
+
+    what: str = ""
+    aside: str = ""
 
 
 class StoreUnavailableError(PsyqaError):

@@ -79,8 +79,10 @@ def damaged(settings: Settings, problem: str) -> IndexDamagedError:
     else:
         where = f"The index at {settings.chroma_dir}"
         aside = f"the damaged store is moved to {settings.index_dir / 'damaged'}/, not deleted"
-    return IndexDamagedError(f"{where} is damaged: {problem}. Run 'psyqa ingest --rebuild' to "
-                             f"rebuild it from the corpus ({aside}).")
+    err = IndexDamagedError(f"{where} is damaged: {problem}. Run 'psyqa ingest --rebuild' to "
+                            f"rebuild it from the corpus ({aside}).")
+    err.what, err.aside = f"{where} is damaged: {problem}", aside
+    return err
 
 
 def get_collection(client, name: str):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -36,6 +37,8 @@ from assistant.models import Chunk
 from assistant.settings import Settings
 from ingest.chunking import ChunkParams, chunk_document, hf_counter
 from ingest.loaders import SUPPORTED, load
+
+log = logging.getLogger("psyqa.ingest")
 
 # Bump when loaders or chunking change what a file turns into: every document is re-chunked.
 PIPELINE_VERSION = "2"  # 2: reflowed paragraphs, PDF layout, page chrome and back matter left out
@@ -68,7 +71,7 @@ class IngestReport:
     checked_only: bool = False
     # Per failed file: problem, fix, whether its previous version is still served, its content hash.
     failure_details: dict[str, dict] = field(default_factory=dict)
-    damaged: str | None = None        # the damage a --rebuild (or heal) replaced
+    damaged: str | None = None        # the damage a --rebuild (or heal) replaced: where and what
     kept: str | None = None           # where the damaged store (or collection) was kept
     took_over: str | None = None      # server mode: the crashed ingest whose lease this run took
 
@@ -399,11 +402,17 @@ def _sync_embedded(work: _Work, rebuild: bool, heal: bool) -> None:
         except IndexDamagedError as exc:
             if not heal:
                 raise
-            work.report.damaged = str(exc)
+            _found(work.report, exc)
         else:
             _sync(client, col, work)
             return
     _rebuild_embedded(work)
+
+
+def _found(report: IngestReport, exc: IndexDamagedError) -> None:
+    """A damaged live index that this run rebuilds: say so now, before the minutes of embedding."""
+    report.damaged = exc.what or str(exc)
+    log.warning("%s. Rebuilding it from the corpus now (%s).", report.damaged, exc.aside or "kept")
 
 
 def _live(client, settings: Settings):
@@ -426,7 +435,12 @@ def _rebuild_embedded(work: _Work) -> None:
     (kept); a healthy one is replaced. Generations go on from the highest the old store or its
     BM25 files reached, so derived files never collide."""
     settings, report = work.settings, work.report
-    problem, live_gen = _live_state(settings, report.damaged)
+    live_gen = 0
+    if report.damaged is None:
+        damage, live_gen = _live_state(settings)
+        if damage is not None:
+            _found(report, damage)
+    problem = report.damaged
     base = max([live_gen, *index.bm25_generations(settings)])
     target = index.rebuild_dir(settings)
     shutil.rmtree(target, ignore_errors=True)
@@ -445,15 +459,12 @@ def _rebuild_embedded(work: _Work) -> None:
     store.forget_embedded_clients()  # this process's handles point at the rebuild folder
     kept = index.swap_in(settings)
     index.prune_bm25(index.bm25_dir(settings, report.generation))
-    if problem:
-        report.damaged = problem
-        report.kept = str(kept) if kept else None
+    if problem and kept:
+        report.kept = str(kept)
 
 
-def _live_state(settings: Settings, known: str | None) -> tuple[str | None, int]:
-    """(what is wrong with the live embedded store or None, its committed generation)."""
-    if known:
-        return known, 0
+def _live_state(settings: Settings) -> tuple[IndexDamagedError | None, int]:
+    """(the damage of the live embedded store or None, its committed generation)."""
     if not (settings.chroma_dir / "chroma.sqlite3").exists():
         return None, 0
     try:
@@ -465,11 +476,11 @@ def _live_state(settings: Settings, known: str | None) -> tuple[str | None, int]
             store.verify(client, settings, col)
         return None, index.generation(col)
     except IndexDamagedError as exc:
-        return str(exc), 0
+        return exc, 0
     except Exception as exc:  # noqa: BLE001 - Chroma cannot read it: damaged, and rebuilt
         if store.is_disk_full(exc):
             raise
-        return str(store.damaged(settings, f"Chroma cannot read it ({store.first_line(exc)})")), 0
+        return store.damaged(settings, f"Chroma cannot read it ({store.first_line(exc)})"), 0
 
 
 def _sync_server(work: _Work, rebuild: bool, heal: bool) -> None:
@@ -490,12 +501,14 @@ def _sync_server(work: _Work, rebuild: bool, heal: bool) -> None:
             except IndexDamagedError as exc:
                 if not heal:
                     raise
-                report.damaged = str(exc)
+                _found(report, exc)
             else:
                 _sync(client, col, work)
                 return
         if report.damaged is None:
-            report.damaged = _server_live_problem(client, settings)
+            damage = _server_live_damage(client, settings)
+            if damage is not None:
+                _found(report, damage)
         staging = _staging(client, settings)
         _sync(client, staging, work, fresh=True, swap=True)
     finally:
@@ -520,15 +533,15 @@ def _sync(client, col, work: _Work, *, fresh: bool = False, swap: bool = False) 
     report.chunks_total = sum(len(d.ids) for d in final.values())
 
 
-def _server_live_problem(client, settings: Settings) -> str | None:
-    """What is wrong with the live collection on the server (None: nothing, or none there)."""
+def _server_live_damage(client, settings: Settings) -> IndexDamagedError | None:
+    """The damage of the live collection on the server (None: none, or no collection)."""
     col = store.get_collection(client, settings.collection)
     if col is None or index.generation(col) == 0:
         return None
     try:
         store.verify(client, settings, col)
     except IndexDamagedError as exc:
-        return str(exc)
+        return exc
     return None
 
 
