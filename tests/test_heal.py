@@ -505,10 +505,13 @@ def test_feedback_backup_is_consistent_while_the_app_writes_and_restores(clean_b
     assert 50 <= len(backed) <= during
     assert [q for _, q in backed[3:]] == [f"question {i}" for i in range(len(backed) - 3)]
 
-    # Restore as the README says: with the app stopped, copy the backup over the database.
+    # Restore as the README says: the app stopped, the current database (and its -wal, -shm)
+    # moved aside, the backup copied into its place.
     feedback.save(db, question="after the backup", answer="a", chunk_ids=[], corpus_hash=None, rating=1)
-    for leftover in db.parent.glob(db.name + "-*"):
-        leftover.unlink()
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for current in db.parent.glob(db.name + "*"):
+        current.rename(aside / current.name)
     shutil.copyfile(backup, db)
     assert [(r["id"], r["question"]) for r in feedback.rows(db)] == backed
 
