@@ -118,13 +118,20 @@ def verify(client, settings: Settings, col):
 
     A sync committing meanwhile can make the counts disagree for a moment: the collection is read
     again and checked at its new generation before anything is called damaged."""
+    from chromadb.errors import NotFoundError
+
     for _ in range(3):
         try:
             problem = index.check(col, settings)
-        except Exception as exc:  # noqa: BLE001 - Chroma failing to read it is damage too
-            if isinstance(exc, PsyqaError) or _is_connection_error(exc) or is_disk_full(exc):
+        except Exception as exc:  # noqa: BLE001 - sorted below
+            if (isinstance(exc, PsyqaError) or not settings.chroma_host or _is_connection_error(exc)
+                    or is_disk_full(exc)):
+                # Embedded: a Chroma error here may be a view made stale by another process's
+                # ingest; the caller reopens, and explains it (files checked) if it persists.
                 raise
-            problem = f"Chroma cannot read the collection ({first_line(exc)})"
+            if isinstance(exc, NotFoundError):
+                raise explain(exc, settings) from None  # deleted meanwhile: gone, not damaged
+            problem = f"the server cannot read the collection ({first_line(exc)})"
         if problem is None:
             return col
         again = get_collection(client, settings.collection)

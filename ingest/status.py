@@ -37,10 +37,7 @@ def index_status(settings: Settings) -> dict:
             "drift": {"new": [], "changed": [], "removed": []},
             "last_run": last_run(settings), "unfixed": [], "unreviewed": []}
     try:
-        client = store.open_client(settings)
-        col = store.get_collection(client, settings.collection)
-        if col is not None and index.generation(col) > 0:
-            col = store.verify(client, settings, col)
+        col = _open_checked(settings)
     except IndexDamagedError as exc:
         base["damaged"] = str(exc)
         return base
@@ -61,6 +58,27 @@ def index_status(settings: Settings) -> dict:
     base["unfixed"] = unfixed(base["last_run"], hashes)
     base["unreviewed"] = unreviewed(col, info.generation)
     return base
+
+
+def _open_checked(settings: Settings):
+    """The collection (None: none), checked; IndexDamagedError when it is damaged. A Chroma error
+    on the embedded store is tried once more on a fresh view (another process may have just
+    rewritten the store under this process's cached one), then explained (its files checked)."""
+    for attempt in (1, 2):
+        try:
+            client = store.open_client(settings)
+            col = store.get_collection(client, settings.collection)
+            if col is not None and index.generation(col) > 0:
+                col = store.verify(client, settings, col)
+            return col
+        except IndexDamagedError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a Chroma error: retried, then explained
+            err = store.explain(exc, settings)
+            if err is None or settings.chroma_host or attempt == 2:
+                raise err or exc from None
+            store.forget_embedded_clients()
+    return None  # pragma: no cover
 
 
 def unreviewed(col, generation: int) -> list[str]:
