@@ -515,8 +515,8 @@ def swap_in(settings: Settings) -> Path | None:
             kept = damaged_dir(settings) / f"chroma-{stamp}"
             kept.parent.mkdir(parents=True, exist_ok=True)
             (kept.parent / f"chroma-{stamp}.txt").write_text(
-                f"{marker['damaged']}. Moved here by 'psyqa ingest --rebuild' at {now()}; the index "
-                "was rebuilt from the corpus. Delete this copy when you no longer need it.\n")
+                f"{marker['damaged']}. Moved here by 'psyqa ingest' at {now()}, which rebuilt the "
+                "index from the corpus. Delete this copy when you no longer need it.\n")
             os.rename(live, kept)
         else:
             old = Path(settings.index_dir) / f".chroma.old-{stamp}"
