@@ -17,6 +17,7 @@ import csv
 import datetime as dt
 import json
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Iterable
@@ -71,7 +72,7 @@ def migrate(old: Path, new: Path) -> None:
         tmp = new.with_name(f".{new.name}.migrating")
         tmp.unlink(missing_ok=True)
         backup(old, tmp)
-        if _table_counts(old) != _table_counts(tmp):
+        if _contents(old) != _contents(tmp):
             tmp.unlink(missing_ok=True)
             raise OSError(f"copying {old} to {new} did not give the same rows; nothing was changed")
         os.replace(tmp, new)
@@ -92,12 +93,31 @@ def _fold_wal(path: Path) -> None:
         conn.close()
 
 
-def _table_counts(path: Path) -> dict[str, int]:
+def _contents(path: Path) -> list[str]:
+    """The whole database as SQL statements (schema and every row, values included), as
+    `sqlite3.Connection.iterdump` writes them: two databases with the same rows give the same."""
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
     try:
-        names = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
-        return {n: conn.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in names}
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
+_INSERT = re.compile(r'INSERT INTO "((?:[^"]|"")+)" VALUES')
+
+
+def _table_counts(path: Path) -> dict[str, int]:
+    """Rows per table, counted from the dump (no SQL is built from a table's name)."""
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        counts = {r[0]: 0 for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+        for stmt in conn.iterdump():
+            m = _INSERT.match(stmt)
+            if m:
+                name = m.group(1).replace('""', '"')
+                counts[name] = counts.get(name, 0) + 1
+        return counts
     finally:
         conn.close()
 
