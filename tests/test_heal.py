@@ -39,7 +39,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant import feedback, index
+from assistant import feedback, index, saved
 from assistant.bm25 import BM25Index
 from assistant.settings import Settings
 from helpers import (PSYQA, REPO, cli_env, open_collection, psyqa, start_chroma_server,
@@ -88,23 +88,29 @@ def snapshot(settings: Settings) -> dict:
             "count": meta.get("chunks"), "roots": meta.get("roots")}
 
 
+SAVED_ID = "heal-saved-conversation-0001"
+
+
 def seed_user_data(settings: Settings) -> None:
-    """Feedback rows, and a table of its own as saved conversations will be (issue 16)."""
+    """Feedback rows and a saved conversation (assistant.saved), as the app writes them."""
     db = feedback.db_path(settings)
     for i in range(3):
         feedback.save(db, question=f"q{i}", answer="a [1]", chunk_ids=[f"c{i}"], corpus_hash="h",
                       rating=1 if i % 2 else -1, comment=f"comment {i}")
-    conn = sqlite3.connect(db)
-    with conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS conversations (id INTEGER PRIMARY KEY, body TEXT)")
-        conn.execute("INSERT INTO conversations (body) VALUES ('a saved conversation')")
-    conn.close()
+    saved.save(db, SAVED_ID, [{"role": "user", "content": "a saved conversation"}])
 
 
 def user_bytes(settings: Settings) -> str:
     files = sorted(p for p in settings.user_dir.iterdir() if p.name.startswith(feedback.FILENAME))
     assert files, f"no feedback database in {settings.user_dir}"
     return hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in files)).hexdigest()
+
+
+def user_rows(settings: Settings) -> tuple:
+    """The feedback rows and the seeded saved conversation (for a test in which the app saves
+    conversations of its own, so the file's bytes change by design)."""
+    db = feedback.db_path(settings)
+    return feedback.rows(db), saved.load(db, SAVED_ID)
 
 
 def one_line(res: subprocess.CompletedProcess, *needles: str) -> str:
@@ -500,8 +506,8 @@ def test_feedback_backup_is_consistent_while_the_app_writes_and_restores(clean_b
     assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert copy.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # one self-contained file
     backed = copy.execute("SELECT id, question FROM feedback ORDER BY id").fetchall()
-    assert copy.execute("SELECT body FROM conversations").fetchall() == [("a saved conversation",)]
     copy.close()
+    assert saved.load(backup, SAVED_ID) == [{"role": "user", "content": "a saved conversation"}]
     assert 50 <= len(backed) <= during
     assert [q for _, q in backed[3:]] == [f"question {i}" for i in range(len(backed) - 3)]
 
@@ -583,7 +589,7 @@ def test_server_collection_deleted_under_a_running_app(tmp_path, chroma_server, 
     settings = server_settings(tmp_path, host, port, "data", corpus, unique_collection("del"))
     assert not run([corpus], settings, embedder=embedder).failed
     seed_user_data(settings)
-    before = user_bytes(settings)
+    before = user_rows(settings)
     monkeypatch.chdir(REPO)
     only_env(monkeypatch, PSYQA_DATA_DIR=str(settings.data_dir), PSYQA_CORPUS_DIR=str(corpus),
              PSYQA_CHROMA_HOST=host, PSYQA_CHROMA_PORT=str(port), PSYQA_COLLECTION=settings.collection)
@@ -605,7 +611,9 @@ def test_server_collection_deleted_under_a_running_app(tmp_path, chroma_server, 
 
     assert not run([corpus], settings, embedder=embedder).failed  # the documented fix: ingest
     assert server_snapshot(settings) == clean_server_build(settings, tmp_path, embedder)
-    assert user_bytes(settings) == before
+    # The app saved this conversation next to them (its own row); what was there is unchanged.
+    assert user_rows(settings) == before
+    assert len(saved.listing(feedback.db_path(settings))) == 2
     at.chat_input[0].set_value(QUESTION).run()  # the same app, not restarted
     no_traceback(at)
     last = at.chat_message[-1]
