@@ -370,7 +370,7 @@ def cmd_status(args, settings: Settings) -> int:
     print(f"embedding model: {st['embedding_model']}")
     print(f"last indexed:    {human_time(st['last_ingest'])}")
     print(f"corpus hash:     {st['corpus_hash']}")
-    print(f"built from:      {', '.join(st['roots']) or '-'}")
+    print(f"built from:      {', '.join(st.get('root_folders') or st['roots']) or '-'}")
     for line in ingest_lines(st):
         print(line)
     drift, pending = st["drift"], set(ingest_state(st)["pending"])
@@ -391,11 +391,11 @@ def cmd_status(args, settings: Settings) -> int:
 
 
 def cmd_clean(args, settings: Settings) -> int:
-    from ingest.clean import clean
+    from ingest.clean import clean, describe
 
     removed, kept = clean(settings)
     for path in removed:
-        print(f"psyqa: removed {path}", file=sys.stderr)
+        print(f"psyqa: removed {describe(path)}", file=sys.stderr)
     if not removed:
         print(f"psyqa: no derived index data under {settings.data_dir}", file=sys.stderr)
     print(f"psyqa: kept the user data in {kept} (feedback, saved conversations). Run "

@@ -16,6 +16,18 @@ from assistant.errors import IngestBusyError
 from assistant.settings import Settings
 
 
+# What each entry of the index folder is, for the lines `psyqa clean` prints.
+WHAT = {"chroma": "the embedded Chroma store", "bm25": "BM25 files", "reports": "the last ingest report",
+        "damaged": "damaged stores kept by earlier rebuilds", "chroma.rebuild": "an unfinished rebuild",
+        "bench": "benchmark caches"}
+
+
+def describe(path: Path) -> str:
+    """`path` with what it holds, when it is one of the known entries."""
+    what = WHAT.get(path.name)
+    return f"{path} ({what})" if what else str(path)
+
+
 def derived_paths(settings: Settings) -> list[Path]:
     """What `clean` removes, when it exists."""
     data = Path(settings.data_dir)

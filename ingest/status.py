@@ -28,12 +28,13 @@ _SCAN_LOCK = threading.Lock()
 
 
 def index_status(settings: Settings) -> dict:
-    """documents, chunks, embedding_model, last_ingest, corpus_hash, facets, roots, damaged, drift
+    """documents, chunks, embedding_model, last_ingest, corpus_hash, facets, roots (the keys its
+    chunks carry) and root_folders (their absolute paths), damaged, drift
     (changed/new/removed), the last ingest run and which of its failures are still unfixed, and
     the unreviewed documents (indexed without a source_type)."""
     base = {"store": store.where_is(settings), "indexed": False, "documents": 0, "chunks": 0,
             "embedding_model": settings.embedding_model, "last_ingest": None, "corpus_hash": None,
-            "facets": {f: {} for f in index.FACETS}, "roots": [], "damaged": None,
+            "facets": {f: {} for f in index.FACETS}, "roots": [], "root_folders": [], "damaged": None,
             "drift": {"new": [], "changed": [], "removed": []},
             "last_run": last_run(settings), "unfixed": [], "unreviewed": []}
     try:
@@ -53,6 +54,7 @@ def index_status(settings: Settings) -> dict:
     state = read_state(col)
     roots = _roots(col, state, settings)
     base["roots"] = [r["key"] for r in roots]
+    base["root_folders"] = [r["path"] for r in roots]
     hashes: dict[str, str] = {}
     base["drift"] = drift(settings, col, state, roots, hashes)
     base["unfixed"] = unfixed(base["last_run"], hashes)

@@ -530,7 +530,7 @@ def test_status_and_app_compare_with_the_folders_the_index_was_built_from(tmp_pa
     res = psyqa("ingest", other, settings=settings, timeout=900)
     assert res.returncode == 0, res.stderr
     st = json.loads(psyqa("status", "--json", settings=settings).stdout)
-    assert st["roots"] == [str(other)], st["roots"]
+    assert st["roots"] == [str(other)] and st["root_folders"] == [str(other.resolve())], st
     assert st["drift"] == {"new": [], "changed": [], "removed": []}, st["drift"]
     (other / "d.md").unlink()
     write_doc(other / "e.md", "E", "## A\n\nA new one.\n")
