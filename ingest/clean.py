@@ -2,7 +2,7 @@
 
 Derived: everything under `settings.index_dir` (the embedded store, BM25 files, a rebuild in
 progress, damaged stores a rebuild kept), the benchmark caches, and the same folders of the old
-layout (data/chroma, data/bm25). Not touched: `settings.user_dir` (feedback, saved
+layout (data/chroma, data/bm25, data/reports). Not touched: `settings.user_dir` (feedback, saved
 conversations) and anything else in the data folder, such as a feedback database of the old
 layout that has not been moved yet. A Chroma server's collection is not touched either.
 """
@@ -31,7 +31,8 @@ def describe(path: Path) -> str:
 def derived_paths(settings: Settings) -> list[Path]:
     """What `clean` removes, when it exists."""
     data = Path(settings.data_dir)
-    return [settings.index_dir, data / "bench", data / "chroma", data / "bm25", data / "ingest.lock"]
+    return [settings.index_dir, data / "bench", data / "chroma", data / "bm25", data / "reports",
+            data / "ingest.lock"]
 
 
 def clean(settings: Settings) -> tuple[list[Path], Path]:

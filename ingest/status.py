@@ -32,6 +32,7 @@ def index_status(settings: Settings) -> dict:
     chunks carry) and root_folders (their absolute paths), damaged, drift
     (changed/new/removed), the last ingest run and which of its failures are still unfixed, and
     the unreviewed documents (indexed without a source_type)."""
+    index.adopt_old_layout(settings)  # before the report is read: it may still be at the old place
     base = {"store": store.where_is(settings), "indexed": False, "documents": 0, "chunks": 0,
             "embedding_model": settings.embedding_model, "last_ingest": None, "corpus_hash": None,
             "facets": {f: {} for f in index.FACETS}, "roots": [], "root_folders": [], "damaged": None,

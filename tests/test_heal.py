@@ -442,12 +442,14 @@ def test_clean_data_and_rebuild_leave_feedback_byte_identical(clean_build, tmp_p
 
 
 def test_old_layout_moves_to_index_and_user_folders_without_losing_rows(clean_build, tmp_path):
-    """data/chroma, data/bm25 and data/feedback.sqlite3 (the layout before issue 17) move on
-    first use: the index into data/index/, the feedback database (every table) into data/user/."""
+    """data/chroma, data/bm25, data/reports and data/feedback.sqlite3 (the layout before issue 17)
+    move on first use: the index into data/index/, the feedback database (every table) into
+    data/user/."""
     new = copy_of(clean_build, tmp_path)
     data = new.data_dir
     os.rename(new.chroma_dir, data / "chroma")
     os.rename(new.index_dir / "bm25", data / "bm25")
+    os.rename(new.index_dir / "reports", data / "reports")
     os.rename(new.user_dir / feedback.FILENAME, data / feedback.FILENAME)
     shutil.rmtree(new.index_dir)
     shutil.rmtree(new.user_dir)
@@ -470,6 +472,7 @@ def test_old_layout_moves_to_index_and_user_folders_without_losing_rows(clean_bu
     st = json.loads(psyqa("status", "--json", settings=new).stdout)
     assert st["indexed"] and st["damaged"] is None and st["store"].endswith(str(new.chroma_dir)), st
     assert not (data / "chroma").exists() and new.chroma_dir.exists()
+    assert st["last_run"] and (new.index_dir / "reports").is_dir() and not (data / "reports").exists()
     assert snapshot(new) == clean_build[2]
 
 
