@@ -85,7 +85,10 @@ def test_front_matter_garbage_gives_docmeta_or_document_error(raw):
 
 
 @settings(max_examples=60, deadline=None)
-@given(title=st.text(min_size=1, max_size=40).filter(lambda s: s.strip()),
+# YAML folds its own line breaks (NEL, LS, PS) inside a quoted scalar: PyYAML dumps "0\x85" and
+# reads back "0 ". That is YAML, not our parser, so titles are drawn without them.
+@given(title=st.text(st.characters(blacklist_characters="\x85\u2028\u2029"), min_size=1,
+                     max_size=40).filter(lambda s: s.strip()),
        published=st.dates(dt.date(1900, 1, 1), dt.date(2100, 1, 1)),
        substances=st.lists(st.sampled_from(["mdma", "psilocybin", "ketamine"]), max_size=3, unique=True))
 def test_valid_front_matter_round_trips(title, published, substances):
