@@ -108,7 +108,8 @@ def open_index(settings: Settings, client=None):
     col = get_collection(client, settings.collection)
     if col is None or index.generation(col) == 0:
         raise IndexEmptyError(
-            f"No index yet in {where_is(settings)}. Run 'psyqa ingest' (or 'make run') to index corpus/.")
+            f"No index yet in {where_is(settings)}. Run 'psyqa ingest' (or 'make run') to index "
+            f"{settings.corpus_dir}/.")
     index.check_identity(col, settings)
     return col
 
