@@ -345,24 +345,11 @@ def small_disk(tmp_path):
 
 
 def fill_when_writing_starts(settings: Settings, filler: Path, stop: threading.Event, hit: list) -> None:
-    """Another process filling the disk: as soon as the rebuild writes (its store's database has
-    grown past the empty schema, or Chroma made a segment folder), take every free byte."""
+    """Another process filling the disk: as soon as the rebuild writes its first chunks (Chroma
+    creates the segment folder at the first add), take every free byte."""
     target = index.rebuild_dir(settings)
-    empty = None
     while not stop.is_set():
-        db = target / "chroma.sqlite3"
-        try:
-            size = db.stat().st_size
-        except OSError:
-            size = None
-        if size is not None and empty is None:
-            empty = size  # the first size seen: the new store's schema
-        grown = size is not None and empty is not None and size > empty
-        try:
-            segments = target.is_dir() and any(p.is_dir() for p in target.iterdir())
-        except OSError:
-            segments = False
-        if grown or segments:
+        if target.is_dir() and any(p.is_dir() for p in target.iterdir()):
             with open(filler, "wb") as fh:
                 try:
                     while True:
@@ -378,7 +365,7 @@ def fill_when_writing_starts(settings: Settings, filler: Path, stop: threading.E
 def test_disk_full_during_rebuild_keeps_the_previous_index_serving(tmp_path, small_disk, embedder):
     corpus = tmp_path / "corpus"
     bird_corpus(corpus)
-    many_sections_corpus(corpus, docs=10, sections=30)  # enough writes for the disk to fill mid-way
+    many_sections_corpus(corpus, docs=20, sections=30)  # enough writes for the disk to fill mid-way
     settings = Settings(data_dir=small_disk / "data", corpus_dir=corpus)
     assert not run([corpus], settings, embedder=embedder).failed
     seed_user_data(settings)
