@@ -91,7 +91,22 @@ _SUICIDE_RE = _rx(
     # "kill myself", "end my life", "take my own life", "end it all": inherently first
     # person, so they count wherever they appear.
     r"\b(?:kill|killing|hang|hanging|shoot|shooting)\s+" + _SELF + r"\b",
-    r"\b(?:end|ending|take|taking)\s+(?:my|his|her|their)\s+(?:own\s+)?life\b",
+    r"\b(?:end|ending|take|taking)\s+my\s+(?:own\s+)?life\b",
+    # Someone else's life only with a verb that reports their intent ("he wants to end his
+    # life"): "a way to end their life" or "clients thinking about ending their life" in a
+    # question about screening is the clinical topic, and the semantic layer reads the rest.
+    r"\b(?:he|she|they|my\s+[a-z]+)\s+(?:says\s+|said\s+|keeps\s+saying\s+)?"
+    r"(?:(?:he|she|they)\s+)?(?:wants?|is\s+going|are\s+going|is\s+planning|plans?|"
+    r"is\s+trying|tried|threatens?|threatened)\s+to\s+(?:end|take)\s+(?:his|her|their)\s+"
+    r"(?:own\s+)?life\b",
+    # Slang that stands for suicide itself ("kms", "unalive", "ctb" = catch the bus,
+    # "sewerslide", "rope" as a verb); "10 kms" is a distance.
+    r"(?<!\d)(?<!\d\s)\bkms\b",
+    r"\bun-?aliv(?:e|ed|es|ing)\b",
+    r"\bsewer\s*slide\b",
+    r"\bctb\b",
+    r"\b(?:gonna|going to|might|wanna|want to|about to|ready to|will)\s+(?:just\s+)?rope\b",
+    r"\b(?:off|delete)\s+myself\b",
     r"\bend(?:ing)?\s+it\s+all\b",
     r"\b(?:commit|committing)\s+suicide\b",
     r"\bi\s+(?:just\s+|really\s+|honestly\s+)?(?:want|wanna|wish|need)\s+(?:to\s+)?die\b",
@@ -281,6 +296,8 @@ _SOURCING_STRONG_RE = _rx(
     r"\bspore\s+(?:vendors?|syringes?|prints?|kits?|suppliers?|shops?)\b",
     r"\b(?:grow|growing)\s+(?:kit|kits|tek|box|tent|guide|instructions|tutorial)\b",
     r"\b(?:pf|uncle ben'?s)\s+tek\b",
+    # Cultivation gear and stages that only a home grow has.
+    r"\b(?:monotubs?|spore\s+syringes?|grain\s+spawn|(?:shotgun\s+)?fruiting\s+chambers?)\b",
     r"\b(?:extraction|synthesis|synthetic|cooking|growing|grow)\s+(?:tek|route|routes|"
     r"pathway|procedure|recipe|instructions|steps|method|protocol|guide)\b" + _CLAUSE
     + r"{0,60}?" + _SUBST,
