@@ -11,6 +11,9 @@ from assistant import messages
 from assistant.lexicon import normalize, substance_pattern
 
 # The texts shown for each decision are in assistant/messages.py, with every other fixed text.
+# A turn of the history that is one of them answered a stopped message.
+FIXED_TEXTS: frozenset[str] = frozenset({messages.CRISIS_RESPONSE, messages.SOURCING_DECLINE,
+                                         messages.PERSONAL_DOSE_DECLINE})
 
 
 class SafetyDecision(BaseModel):
@@ -19,6 +22,22 @@ class SafetyDecision(BaseModel):
     kind: Literal["crisis", "sourcing", "personal_dose"]
     message: str
     status: Literal["crisis", "declined"]
+    # Which layer decided: the patterns below, or the semantic layer
+    # (assistant/safety_semantic.py): its classifier on the whole message, on one of its
+    # sentences or on the previous user turn joined to this one, or the message's nearest bank
+    # expression. `score` is the classifier's probability or that expression's cosine.
+    layer: Literal["pattern", "message", "sentence", "context", "nearest"] = "pattern"
+    score: float | None = None
+
+
+def decision(kind: Literal["crisis", "sourcing", "personal_dose"],
+             layer: Literal["pattern", "message", "sentence", "context", "nearest"] = "pattern",
+             score: float | None = None) -> SafetyDecision:
+    """The decision of `kind`, carrying its one fixed text."""
+    text = {"crisis": messages.CRISIS_RESPONSE, "sourcing": messages.SOURCING_DECLINE,
+            "personal_dose": messages.PERSONAL_DOSE_DECLINE}[kind]
+    return SafetyDecision(kind=kind, message=text, status="crisis" if kind == "crisis" else "declined",
+                          layer=layer, score=score)
 
 
 # --------------------------------------------------------------------------- normalisation

@@ -337,6 +337,16 @@ def test_decisions_carry_fixed_messages_and_statuses() -> None:
     )
 
 
+def test_every_path_shows_the_one_crisis_constant() -> None:
+    # The pattern layer, the semantic layer (through safety.decision) and the app all show the
+    # same text; the history filter recognises it as a fixed reply.
+    assert safety.decision("crisis", layer="message", score=0.9).message == CRISIS_RESPONSE
+    assert check("I want to kill myself").message == CRISIS_RESPONSE
+    assert safety.decision("sourcing").message == SOURCING_DECLINE
+    assert safety.decision("personal_dose").status == "declined"
+    assert CRISIS_RESPONSE in safety.FIXED_TEXTS
+
+
 @pytest.mark.parametrize("text", ["", "   ", "\u200b\u200b", "\n\t"])
 def test_empty_input_is_not_flagged(text: str) -> None:
     assert check(text) is None
