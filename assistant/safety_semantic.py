@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 from assistant import safety
-from assistant.lexicon import expand_query
 from assistant.safety import SafetyDecision
 from assistant.text import sentence_spans
 
@@ -50,13 +49,20 @@ THRESHOLDS: dict[str, dict[str, float]] = {
     "sourcing": {"message": 0.50, "sentence": 0.95, "context": 0.80},
     "personal_dose": {"message": 0.50, "sentence": 0.95, "context": 0.80},
 }
-# The nearest-neighbour rule beside the classifier: a message whose nearest bank expression is a
-# crisis one, at least this similar (cosine) and this much nearer than any contrast, sourcing or
-# dosing expression, is a crisis. It catches close paraphrases of the bank that the linear
-# classifier scores low; on the dev split it added no false positive at any minimum from 0.6 to
-# 0.75 (BENCHMARKS.md, Safety).
+# The nearest-neighbour rule beside the classifier: for a message whose nearest bank expression
+# is a crisis one, at least NEAREST_MIN similar (cosine) and NEAREST_MARGIN nearer than any
+# contrast, sourcing or dosing expression, the classifier's crisis threshold drops to
+# NEAREST_FLOOR. It catches close paraphrases of the bank that the linear classifier scores in
+# the grey zone. Without the floor it also fired on topic alone: "Is ibogaine dangerous for the
+# heart?" (classifier 0.04) sits at 0.86 from "would a big dose of ibogaine stop my heart?".
 NEAREST_MIN = 0.70
 NEAREST_MARGIN = 0.10
+NEAREST_FLOOR = 0.10
+# A message that is stopped anyway (a sourcing or dosing request) gets the crisis text from this
+# crisis probability on: declining someone in crisis ("I have enough pens to do it and nobody
+# checks how many I use" read as a dose question) is the worst of the stopped outcomes, showing a
+# dosing question the crisis resources the mildest.
+CRISIS_OVER_DECLINE = 0.20
 # Sentences shorter than this many words are not scored on their own ("ok.", "yeah.").
 MIN_SENTENCE_WORDS = 3
 # Vectors of recent messages (the previous turn of a chat is usually among them).
@@ -117,15 +123,16 @@ def bank_digest(paths: Sequence[Path] = (BANK_PATH, CONTRAST_PATH)) -> str:
 
 
 def semantic_text(text: str) -> str:
-    """The form of a text the classifier sees, bank and messages alike: the pattern layer's
-    folding (look-alike letters, diacritics, curly quotes), then the lexicon's query expansion.
+    """The form of a text the classifier sees, bank and messages alike: the text itself, or its
+    pattern-layer folding (look-alike letters, diacritics, curly quotes) when that differs from
+    case alone.
 
-    The model is uncased, so for most messages this is the retrieval query itself (the same
-    string up to case) and one vector serves both.
+    Not the lexicon's query expansion: the classifier's input must not move when the lexicon
+    does. The model is uncased, so for most messages this is the retrieval query itself (the same
+    string up to case, when the lexicon adds nothing) and one vector serves both.
     """
     folded = safety._normalize(text)
-    base = text if folded == " ".join(text.casefold().split()) else folded
-    return expand_query(base)
+    return text if folded == " ".join(text.casefold().split()) else folded
 
 
 def same_vector(a: str, b: str) -> bool:
@@ -408,17 +415,22 @@ class SafetyScreen:
             return plan.decision
         assert vectors is not None and len(vectors) >= len(plan.texts)
         self._remember(plan.texts, vectors)
-        found = self.scores(plan, vectors).label()
+        scores = self.scores(plan, vectors)
+        found = scores.label()
         if found is not None and found[0] == "crisis":
             return _decision("crisis", found[1], found[2])
-        crisis_sim, other_sim, _ = self.nearest.match(vectors[0])
-        if crisis_sim >= NEAREST_MIN and crisis_sim - other_sim >= NEAREST_MARGIN:
-            return _decision("crisis", "nearest", crisis_sim)
-        if plan.pattern is not None:  # a pattern sourcing or dose hit, once crisis is ruled out
-            return plan.pattern
-        if found is not None:
-            return _decision(found[0], found[1], found[2])
-        return None
+        if scores.message[CRISIS] >= NEAREST_FLOOR:
+            crisis_sim, other_sim, _ = self.nearest.match(vectors[0])
+            if crisis_sim >= NEAREST_MIN and crisis_sim - other_sim >= NEAREST_MARGIN:
+                return _decision("crisis", "nearest", crisis_sim)
+        declined = plan.pattern or (_decision(found[0], found[1], found[2]) if found else None)
+        if declined is None:
+            return None
+        crisis = max([scores.message[CRISIS]]
+                     + ([scores.context[CRISIS]] if scores.context is not None else []))
+        if crisis >= CRISIS_OVER_DECLINE:
+            return _decision("crisis", "message", float(crisis))
+        return declined  # a pattern sourcing or dose hit comes before the classifier's
 
     def vectors(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors of `texts`, from the cache of recent ones where possible (one encode call)."""
