@@ -187,16 +187,20 @@ def test_a_follow_up_that_is_a_crisis_only_after_the_previous_turn(qa):
 
 
 def test_one_encode_serves_the_screen_and_the_search(qa):
-    # The vector the screen computed for the message is the query vector retrieval uses: the
-    # hits are exactly those of a search that encodes the query itself.
+    # For a first question the screen's message text and the retrieval query are one text of
+    # one batch, and the hits found with that vector are those of a search that encodes itself.
+    from assistant.assistant import _one_batch
+
     question = "What were the cardiac risks of ibogaine in the Noller study?"
     ans = qa.ask(question)
-    assert ans.status == "answered"
-    assert "encode" in ans.timings_ms
+    assert ans.status == "answered" and "encode" in ans.timings_ms
     plan = qa.safety.plan(question)
-    vector = qa.services.embedder.encode(plan.texts)[0]
-    own = qa.search.search(question, qa.settings.top_k)
-    shared = qa.search.search(question, qa.settings.top_k, query_vector=vector)
+    queries = qa.queries(question)
+    batch, at = _one_batch(plan.texts, queries.texts)
+    assert batch == plan.texts and at[0] == 0
+    vector = qa.services.embedder.encode(batch)[at[0]]
+    own = qa.search.search(queries.search_text, qa.settings.top_k)
+    shared = qa.search.search(queries.search_text, qa.settings.top_k, vector=vector)
     assert [h.chunk.chunk_id for h in shared] == [h.chunk.chunk_id for h in own]
     assert [round(h.score, 5) for h in shared] == [round(h.score, 5) for h in own]
 
