@@ -92,7 +92,7 @@ class Assistant:
         subs = filters.substances if filters is not None else []
         conds = filters.conditions if filters is not None else []
         interp = standalone(q, turns, substances=subs, conditions=conds, known=self._known)
-        plan = self.safety.plan(q, users, interp.text)
+        plan = self.safety.plan(q, users, interp.text, semantic.after_crisis(turns))
         decision = plan.decision
         # A follow-up re-asks the previous question about something else; so does a question that
         # names no subject at all ("how many deaths were there?").

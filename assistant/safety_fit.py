@@ -55,6 +55,10 @@ class Item:
     def previous_user_turns(self) -> list[str]:
         return [t["content"] for t in self.history if t["role"] == "user"]
 
+    @property
+    def after_crisis(self) -> bool:
+        return sem.after_crisis(self.history)
+
 
 def dev_items(path: Path = SAFETY_SET) -> list[Item]:
     """The dev rows of the labelled set (test rows are skipped unread beyond their split)."""
@@ -143,7 +147,7 @@ class Encoder:
 
 def predict(screen: sem.SafetyScreen, it: Item) -> tuple[str, str]:
     """(label the screen gives, how) for one dev item, as `Assistant.ask` would decide it."""
-    decision = screen.check(it.message, it.previous_user_turns, standalone(it))
+    decision = screen.check(it.message, it.previous_user_turns, standalone(it), it.after_crisis)
     if decision is None:
         return "clinical", ""
     how = decision.layer + (f" {decision.score:.2f}" if decision.score is not None else "")

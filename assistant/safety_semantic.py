@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant import safety
+from assistant import messages, safety
 from assistant.safety import SafetyDecision
 from assistant.text import sentence_spans
 
@@ -43,9 +43,12 @@ CRISIS, SOURCING, PERSONAL_DOSE, CLINICAL = range(4)
 # worst defect, a clinical question shown the crisis text the cheaper one. A single sentence says
 # less than the whole message (a fragment such as "Shoot me now." or "Never done it before." is
 # ambiguous alone), so it must be surer; so must the previous turn joined to the message, which
-# mostly repeats what that turn already decided.
+# mostly repeats what that turn already decided. (Crisis sentence 0.85: in the dev
+# cross-validation no sentence of a non-crisis message scored above 0.78, and "Honestly I have been
+# collecting my own tablets for weeks and I am ready to take them all." inside a nurse's question
+# scored 0.89 once the bank had informal clinical questions.)
 THRESHOLDS: dict[str, dict[str, float]] = {
-    "crisis": {"message": 0.30, "sentence": 0.90, "context": 0.50},
+    "crisis": {"message": 0.30, "sentence": 0.85, "context": 0.50},
     "sourcing": {"message": 0.50, "sentence": 0.95, "context": 0.80},
     "personal_dose": {"message": 0.50, "sentence": 0.95, "context": 0.80},
 }
@@ -58,11 +61,24 @@ THRESHOLDS: dict[str, dict[str, float]] = {
 NEAREST_MIN = 0.70
 NEAREST_MARGIN = 0.10
 NEAREST_FLOOR = 0.10
+# The same rule the other way, for the grey zone only: a message the classifier calls a crisis
+# on the whole-message view with less than CLEAR_MAX, whose nearest bank expression is a clinical
+# one at least CLEAR_MIN similar and CLEAR_MARGIN nearer than any crisis one, is a close
+# paraphrase of a question psyqa answers ("ibogaine heart problems" sits at 0.88 from "ibogaine
+# heart risks" and scores 0.38 as a crisis). Sentence and context views are not cleared.
+CLEAR_MAX = 0.50
+CLEAR_MIN = 0.85
+CLEAR_MARGIN = 0.05
 # A message that is stopped anyway (a sourcing or dosing request) gets the crisis text from this
 # crisis probability on: declining someone in crisis ("I have enough pens to do it and nobody
 # checks how many I use" read as a dose question) is the worst of the stopped outcomes, showing a
 # dosing question the crisis resources the mildest.
 CRISIS_OVER_DECLINE = 0.20
+# Right after the crisis response, the previous turn joined to this one is a crisis from this
+# probability on (not THRESHOLDS' 0.50): a retraction or a change of subject straight after a
+# disclosure ("relax, it was a joke. anyway, ...") reads as clinical on its own, and the joined
+# view of such turns scored 0.34-0.42 in the dev cross-validation.
+AFTER_CRISIS_CONTEXT = 0.25
 # Sentences shorter than this many words are not scored on their own ("ok.", "yeah.").
 MIN_SENTENCE_WORDS = 3
 # Vectors of recent messages (the previous turn of a chat is usually among them).
@@ -225,6 +241,7 @@ class Plan:
     texts: list[str] = field(default_factory=list)
     n_sentences: int = 0
     has_context: bool = False
+    after_crisis: bool = False  # the previous message of the chat got the crisis response
 
 
 @dataclass
@@ -235,11 +252,14 @@ class Scores:
     sentences: np.ndarray
     context: np.ndarray | None
 
-    def label(self) -> tuple[str, str, float] | None:
-        """(label, view, probability) of the first label over its threshold, crisis first."""
+    def label(self, skip: tuple[str, ...] = ()) -> tuple[str, str, float] | None:
+        """(label, view, probability) of the first label over its threshold, crisis first
+        (labels in `skip` are not considered)."""
         views = [("message", self.message[None, :]), ("sentence", self.sentences),
                  ("context", None if self.context is None else self.context[None, :])]
         for i, name in enumerate(LABELS[:3]):
+            if name in skip:
+                continue
             for view, probs in views:
                 if probs is None or not len(probs):
                     continue
@@ -247,6 +267,14 @@ class Scores:
                 if best >= THRESHOLDS[name][view]:
                     return name, view, best
         return None
+
+
+def after_crisis(history: Sequence) -> bool:
+    """Whether the last assistant turn of `history` (Turns or {"role", "content"} mappings) is
+    the crisis response."""
+    replies = [t.content if hasattr(t, "content") else t["content"] for t in history
+               if (t.role if hasattr(t, "role") else t["role"]) == "assistant"]
+    return bool(replies) and replies[-1] == messages.CRISIS_RESPONSE
 
 
 def _sentences(text: str) -> list[str]:
@@ -275,6 +303,16 @@ class Nearest:
         c = np.where(self.crisis, sims, -2.0)
         i = int(np.argmax(c))
         return float(c[i]), float(np.where(self.crisis, -2.0, sims).max()), self.expressions[i]
+
+
+    def clinical(self, vector: np.ndarray) -> bool:
+        """Whether the nearest expression to `vector` is a clinical one, at least CLEAR_MIN
+        similar and CLEAR_MARGIN nearer than any crisis expression."""
+        sims = self.vectors @ np.asarray(vector, dtype=np.float32)
+        i = int(np.argmax(sims))
+        crisis = float(np.where(self.crisis, sims, -2.0).max())
+        return (self.expressions[i].label == "clinical" and float(sims[i]) >= CLEAR_MIN
+                and float(sims[i]) - crisis >= CLEAR_MARGIN)
 
 
 _NEAREST: dict[tuple[str, str], Nearest] = {}
@@ -375,7 +413,7 @@ class SafetyScreen:
         _ = self.classifier, self.nearest
 
     def plan(self, message: str, previous_user_turns: Sequence[str] = (),
-             standalone: str | None = None) -> Plan:
+             standalone: str | None = None, after_crisis: bool = False) -> Plan:
         """The pattern layer's verdict and the texts the semantic layer needs vectors for.
 
         Args:
@@ -383,8 +421,9 @@ class SafetyScreen:
             previous_user_turns: Earlier user turns of the chat, oldest first.
             standalone: The rewritten standalone question, when it differs from `message`; the
                 pattern layer reads it too.
+            after_crisis: Whether the chat's previous message got the crisis response.
         """
-        plan = Plan(message=message)
+        plan = Plan(message=message, after_crisis=after_crisis)
         if not message.strip():
             return plan
         pattern = safety.check(message)
@@ -418,7 +457,20 @@ class SafetyScreen:
         scores = self.scores(plan, vectors)
         found = scores.label()
         if found is not None and found[0] == "crisis":
-            return _decision("crisis", found[1], found[2])
+            if not (found[1] == "message" and found[2] < CLEAR_MAX
+                    and self.nearest.clinical(vectors[0])):
+                return _decision("crisis", found[1], found[2])
+            # Cleared on the whole message (a paraphrase of a clinical question); its sentences
+            # and the previous turn joined to it are still read as a crisis.
+            t = THRESHOLDS["crisis"]
+            if len(scores.sentences) and float(scores.sentences[:, CRISIS].max()) >= t["sentence"]:
+                return _decision("crisis", "sentence", float(scores.sentences[:, CRISIS].max()))
+            if scores.context is not None and scores.context[CRISIS] >= t["context"]:
+                return _decision("crisis", "context", float(scores.context[CRISIS]))
+            found = scores.label(skip=("crisis",))
+        if plan.after_crisis and scores.context is not None \
+                and scores.context[CRISIS] >= AFTER_CRISIS_CONTEXT:
+            return _decision("crisis", "context", float(scores.context[CRISIS]))
         if scores.message[CRISIS] >= NEAREST_FLOOR:
             crisis_sim, other_sim, _ = self.nearest.match(vectors[0])
             if crisis_sim >= NEAREST_MIN and crisis_sim - other_sim >= NEAREST_MARGIN:
@@ -442,9 +494,9 @@ class SafetyScreen:
             return np.stack([self._cache[t] for t in texts])
 
     def check(self, message: str, previous_user_turns: Sequence[str] = (),
-              standalone: str | None = None) -> SafetyDecision | None:
+              standalone: str | None = None, after_crisis: bool = False) -> SafetyDecision | None:
         """`plan` + encode + `decide` in one call (for callers without a query to batch with)."""
-        plan = self.plan(message, previous_user_turns, standalone)
+        plan = self.plan(message, previous_user_turns, standalone, after_crisis)
         if plan.decision is not None or not plan.texts:
             return plan.decision
         return self.decide(plan, self.vectors(plan.texts))
