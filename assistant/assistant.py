@@ -99,13 +99,17 @@ class Assistant:
         previous = users[-1] if users and (needs_context(q) or not has_subject(q)) else None
         queries = None
         if decision is None:
-            queries = self.queries(interp.text, previous)
-            texts, at = _one_batch(plan.texts, queries.texts)
+            try:
+                queries = self.queries(interp.text, previous)
+            except PsyqaError:  # no index: the screen still decides; retrieval reports the error
+                queries = None
+            texts, at = _one_batch(plan.texts, queries.texts if queries is not None else [])
             t = time.perf_counter()
-            vectors = self.services.embedder.encode(texts)
+            vectors = self.services.embedder.encode(texts) if texts else []
             timings["encode"] = (time.perf_counter() - t) * 1000
             decision = self.safety.decide(plan, vectors)
-            queries.vectors = [vectors[i] for i in at]
+            if queries is not None:
+                queries.vectors = [vectors[i] for i in at]
         if decision is None and turns and not (subs or conds) \
                 and not isinstance(self.answerer, ExtractiveAnswerer):
             # A language model rewrites the follow-up; it never sees a turn the screen stopped,
