@@ -70,15 +70,19 @@ CLEAR_MAX = 0.50
 CLEAR_MIN = 0.85
 CLEAR_MARGIN = 0.05
 # A message that is stopped anyway (a sourcing or dosing request) gets the crisis text from this
-# crisis probability on: declining someone in crisis ("I have enough pens to do it and nobody
-# checks how many I use" read as a dose question) is the worst of the stopped outcomes, showing a
-# dosing question the crisis resources the mildest.
-CRISIS_OVER_DECLINE = 0.20
+# crisis probability on, on the message or on the previous turn joined to it: declining someone
+# in crisis ("I have enough pens to do it and nobody checks how many I use" read as a dose
+# question) is the worst of the stopped outcomes. 0.30, the message view's crisis threshold: at
+# 0.20 it saved no crisis message in the dev cross-validation and turned a sourcing request
+# (0.26) and the dose follow-up "And for me?" (0.22) into crisis answers.
+CRISIS_OVER_DECLINE = 0.30
 # Right after the crisis response, the previous turn joined to this one is a crisis from this
 # probability on (not THRESHOLDS' 0.50): a retraction or a change of subject straight after a
-# disclosure ("relax, it was a joke. anyway, ...") reads as clinical on its own, and the joined
-# view of such turns scored 0.34-0.42 in the dev cross-validation.
-AFTER_CRISIS_CONTEXT = 0.25
+# disclosure ("relax, it was a joke. anyway, ...") reads as clinical on its own; the joined view
+# of the two such dev turns scored 0.38 and 0.22 in the dev cross-validation, and a clinical
+# question with a topic of its own after a crisis turn ("What did the MAPP1 trial of MDMA for
+# PTSD find?") 0.29, so it counts from 0.35.
+AFTER_CRISIS_CONTEXT = 0.35
 # Sentences shorter than this many words are not scored on their own ("ok.", "yeah.").
 MIN_SENTENCE_WORDS = 3
 # Vectors of recent messages (the previous turn of a chat is usually among them).
