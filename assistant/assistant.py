@@ -40,7 +40,7 @@ class Assistant:
         self.search = HybridSearch(services)
         self.answerer = answerer or make_answerer(services.settings)
         self.safety = semantic.SafetyScreen(services.embedder.encode,
-                                            cache_dir=services.settings.data_dir / "safety",
+                                            cache_dir=services.settings.index_dir / "safety",
                                             model=services.settings.embedding_model)
 
     @classmethod

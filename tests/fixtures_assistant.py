@@ -35,7 +35,7 @@ def index_settings(tmp_path_factory, embedder) -> Settings:
     # processes started on this data dir do not each encode the bank.
     from assistant.safety_semantic import SafetyScreen
 
-    SafetyScreen(embedder.encode, cache_dir=data / "safety").warm()
+    SafetyScreen(embedder.encode, cache_dir=settings.index_dir / "safety").warm()
     return settings
 
 
