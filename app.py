@@ -64,6 +64,7 @@ def warm_up(env_key: tuple) -> threading.Thread:
 
     def run() -> None:
         try:
+            assistant.safety.warm()  # the safety classifier and its bank's vectors
             assistant.retrieve("warm up")
         except Exception as exc:  # noqa: BLE001 - e.g. no index yet: the page says so
             log.info("warm-up skipped: %s", exc)
@@ -364,6 +365,8 @@ def chat_area(history, status: dict, filters: dict) -> None:
         close_sidebar_component()(key=f"close-sidebar-{len(ss.messages)}")
     if question and len(ss.messages) - ss.live_from >= 2 * LIVE_TURNS:
         st.rerun()  # fold the new turns into the history: the next fragment run draws none
+    if question and chat.had_crisis(ss.messages) and not chat.had_crisis(ss.messages[:ss.live_from]):
+        st.rerun()  # a first crisis answer: the full run keeps the crisis resources in the sidebar
 
 
 def main() -> None:
@@ -375,6 +378,7 @@ def main() -> None:
     history = st.container()
     history.info(messages.BANNER, icon="ℹ️")
     key = _env_key()
+    crisis = st.sidebar.empty()  # first in the sidebar, filled at the end of the run
     status = ensure_index(key)
     if status is None:
         return
@@ -390,11 +394,19 @@ def main() -> None:
         for i, msg in enumerate(ss.messages):
             render_message(i, msg)
     chat_area(history, status, filters)
+    keep_crisis_resources_visible(crisis)
     try:
         backend.caption(f"Answer backend: {get_assistant(key).backend}")
     except Exception as exc:  # noqa: BLE001
         log.error("backend unavailable", exc_info=exc)
     warm_up(key)
+
+
+def keep_crisis_resources_visible(slot) -> None:
+    """Once a message of this chat got the crisis response, the crisis resources stay on screen
+    (in the sidebar, beside whatever is asked next) until a new chat is started."""
+    if chat.had_crisis(st.session_state.messages):
+        slot.error(transcript.answer_markdown(messages.CRISIS_RESPONSE), icon=STATUS_ICONS["crisis"])
 
 
 try:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from assistant import messages, safety
-from assistant.answer import Answerer, Draft, Evidence, make_answerer
+from assistant import safety_semantic as semantic
+from assistant.answer import Answerer, Draft, Evidence, ExtractiveAnswerer, make_answerer
 from assistant.answer.focus import analyse, carry, has_subject
 from assistant.answer import provenance
 from assistant.answer.extractive import REVIEWED_TYPES
@@ -37,6 +39,9 @@ class Assistant:
         self.settings = services.settings
         self.search = HybridSearch(services)
         self.answerer = answerer or make_answerer(services.settings)
+        self.safety = semantic.SafetyScreen(services.embedder.encode,
+                                            cache_dir=services.settings.index_dir / "safety",
+                                            model=services.settings.embedding_model)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Assistant:
@@ -79,24 +84,54 @@ class Assistant:
             yield fixed.answer
             yield done(fixed)
             return
-        interp = self._standalone(q, turns, filters)
-        standalone = interp.text
-        decision = safety.check_followup(q, [t.content for t in turns if t.role == "user"])
-        if decision is None and standalone != q:
-            decision = safety.check(standalone)
+        # Safety first, in code, before retrieval and before any model sees the message: the
+        # pattern layer on the message, the follow-up and its rule-based rewrite (no model), then
+        # the semantic layer on the vectors of the message, its sentences and the previous user
+        # turn joined to it, encoded in one batch with the retrieval queries.
+        users = [t.content for t in turns if t.role == "user"]
+        subs = filters.substances if filters is not None else []
+        conds = filters.conditions if filters is not None else []
+        interp = standalone(q, turns, substances=subs, conditions=conds, known=self._known)
+        plan = self.safety.plan(q, users, interp.text, semantic.after_crisis(turns))
+        decision = plan.decision
+        # A follow-up re-asks the previous question about something else; so does a question that
+        # names no subject at all ("how many deaths were there?").
+        previous = users[-1] if users and (needs_context(q) or not has_subject(q)) else None
+        queries = None
+        if decision is None:
+            try:
+                queries = self.queries(interp.text, previous)
+            except PsyqaError:  # no index: the screen still decides; retrieval reports the error
+                queries = None
+            texts, at = _one_batch(plan.texts, queries.texts if queries is not None else [])
+            t = time.perf_counter()
+            vectors = self.services.embedder.encode(texts) if texts else []
+            timings["encode"] = (time.perf_counter() - t) * 1000
+            decision = self.safety.decide(plan, vectors)
+            if queries is not None:
+                queries.vectors = [vectors[i] for i in at]
+        if decision is None and turns and not (subs or conds) \
+                and not isinstance(self.answerer, ExtractiveAnswerer):
+            # A language model rewrites the follow-up; it never sees a turn the screen stopped,
+            # nor the fixed reply to it, and its rewrite goes through the pattern layer again.
+            # A topic filter outranks what earlier turns would carry, which only the rule-based
+            # rewrite can drop, so with one set the rules decide.
+            condensed = self.answerer.condense(q, self._screened_history(turns))
+            if condensed:
+                condensed = with_filters(condensed, subs, conds)
+                decision = safety.check(condensed)
+                if condensed != interp.text:
+                    interp, queries = Standalone(condensed), None
+        standalone_text = interp.text
         if decision is not None:
-            ans = self._fixed(decision.message, decision.status, standalone)
+            ans = self._fixed(decision.message, decision.status, standalone_text)
             yield ans.answer
             yield done(ans)
             return
         timings["safety"] = (time.perf_counter() - t0) * 1000
 
         t = time.perf_counter()
-        # A follow-up re-asks the previous question about something else; so does a question that
-        # names no subject at all ("how many deaths were there?").
-        previous = next((t.content for t in reversed(turns) if t.role == "user"), None) \
-            if turns and (needs_context(q) or not has_subject(q)) else None
-        evidence = self.gather(standalone, filters, previous)
+        evidence = self.gather(standalone_text, filters, previous, queries)
         timings["retrieve"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         draft = None
@@ -119,7 +154,7 @@ class Assistant:
                 [(t, nums) for t, nums in split_marked(draft.text)], draft.citations,
                 CLAIM_TYPES, self.search.reviewed_statements)
             yield done(Answer(answer=draft.text, citations=draft.citations, caveat=messages.CAVEAT,
-                              status="answered", standalone_question=standalone,
+                              status="answered", standalone_question=standalone_text,
                               notes=draft.notes + figure_notes, figures=checks,
                               confidence=draft.evidence))
             return
@@ -127,15 +162,12 @@ class Assistant:
         if first:
             yield text
         yield done(Answer(answer=text, citations=[], caveat=messages.CAVEAT, status="no_evidence",
-                          standalone_question=standalone, notes=draft.notes, related=draft.related,
+                          standalone_question=standalone_text, notes=draft.notes, related=draft.related,
                           confidence=draft.evidence))
 
-    def gather(self, question: str, filters: Filters | None = None,
-               previous: str | None = None) -> Evidence:
-        """What the answerer needs for `question`: its focus, its embedding (computed once, for
-        retrieval and for ranking sentences) and the passages retrieved for it; a multi-part
-        question also gets each part's own embedding and passages. `previous`: the user's
-        previous question, when this one is a follow-up ("and in MAPP2?") that asks it again."""
+    def queries(self, question: str, previous: str | None = None) -> Queries:
+        """The texts `gather` encodes for `question` (no model): its search text and, for a
+        multi-part question, each part's."""
         corpus = self._corpus_terms()
         focus = analyse(question, corpus)
         search_text = question
@@ -153,27 +185,28 @@ class Assistant:
         part_texts = [p.text if (p.names != focus.names or not subject) and p.substances != focus.substances
                       else f"{p.text} {subject}" for p in focus.parts] if focus.multi else []
         texts = [query_text(search_text)] + [query_text(t) for t in part_texts]
-        vectors = self.services.embedder.encode(texts)
-        hits = self.search.search(search_text, self.settings.top_k, filters, vector=vectors[0])
+        return Queries(question, focus, search_text, part_texts, texts,
+                       corpus.names if corpus else frozenset())
+
+    def gather(self, question: str, filters: Filters | None = None,
+               previous: str | None = None, queries: Queries | None = None) -> Evidence:
+        """What the answerer needs for `question`: its focus, its embedding (computed once, for
+        retrieval and for ranking sentences) and the passages retrieved for it; a multi-part
+        question also gets each part's own embedding and passages. `previous`: the user's
+        previous question, when this one is a follow-up ("and in MAPP2?") that asks it again.
+        `queries`: `self.queries(question, previous)`, with its vectors when the caller encoded
+        them already (the assistant does, in one batch with what the safety screen needs)."""
+        q = queries or self.queries(question, previous)
+        vectors = q.vectors if q.vectors is not None else list(self.services.embedder.encode(q.texts))
+        focus = q.focus
+        hits = self.search.search(q.search_text, self.settings.top_k, filters, vector=vectors[0])
         parts = []
         if focus.multi:
-            for part, text, vec in zip(focus.parts, part_texts, vectors[1:]):
+            for part, text, vec in zip(focus.parts, q.part_texts, vectors[1:]):
                 part_hits = self.search.search(text, self.settings.top_k, filters, vector=vec)
                 parts.append(Evidence(part.text, part, part_hits, self.settings.min_evidence, vec))
         return Evidence(question, focus, hits, self.settings.min_evidence, vectors[0], parts,
-                        corpus.names if corpus else frozenset())
-
-    def _standalone(self, q: str, turns: list[Turn], filters: Filters | None) -> Standalone:
-        """The question made standalone: the answerer's condensed question (a language model),
-        else the rule-based rewrite with the corpus vocabulary. A topic filter outranks what
-        earlier turns would carry, which only the rule-based rewrite can drop, so with one set
-        the rules decide."""
-        subs = filters.substances if filters is not None else []
-        conds = filters.conditions if filters is not None else []
-        condensed = self.answerer.condense(q, turns) if turns and not (subs or conds) else None
-        if condensed:
-            return Standalone(with_filters(condensed, subs, conds))
-        return standalone(q, turns, substances=subs, conditions=conds, known=self._known)
+                        q.names)
 
     def _known(self, word: str) -> bool:
         """Whether `word` occurs in the indexed passages (the loaded BM25 vocabulary; before
@@ -190,20 +223,69 @@ class Assistant:
             return None
 
     def _screen(self, q: str) -> Answer | None:
-        """Empty, over-long and safety-relevant questions get a fixed answer before retrieval."""
+        """Empty and over-long questions get a fixed answer before anything else.
+
+        An over-long message is still read by the pattern layer first: a crisis in it gets the
+        crisis text, not a request to shorten it.
+        """
         if not q:
             return self._fixed(messages.EMPTY_QUESTION, "no_evidence", q)
         if len(q) > self.settings.max_question_chars:
+            decision = safety.check(q)
+            if decision is not None and decision.kind == "crisis":
+                return self._fixed(decision.message, decision.status, q[:200])
             return self._fixed(messages.question_too_long(len(q), self.settings.max_question_chars),
                                "declined", q[:200])
-        decision = safety.check(q)
-        if decision is not None:
-            return self._fixed(decision.message, decision.status, q)
         return None
+
+    def _screened_history(self, turns: list[Turn]) -> list[Turn]:
+        """`turns` without the user turns the screen stops (each judged with the turn before it)
+        and the assistant's replies to them: what may be shown to a language model."""
+        keep: list[Turn] = []
+        previous: list[str] = []
+        skip_reply = False
+        for turn in turns:
+            if turn.role == "user":
+                skip_reply = self.safety.check(turn.content, previous) is not None
+                previous.append(turn.content)
+                if not skip_reply:
+                    keep.append(turn)
+            elif not skip_reply and turn.content not in safety.FIXED_TEXTS:
+                keep.append(turn)
+        return keep
 
     def _fixed(self, text: str, status: str, standalone: str) -> Answer:
         return Answer(answer=text, citations=[], caveat=messages.CAVEAT, status=status,  # type: ignore[arg-type]
                       standalone_question=standalone)
+
+
+@dataclass
+class Queries:
+    """What `Assistant.gather` searches with: the focus of the question, its search text, the
+    texts of its parts, the texts to encode (in that order) and, once encoded, their vectors."""
+
+    question: str
+    focus: object
+    search_text: str
+    part_texts: list[str]
+    texts: list[str]
+    names: frozenset
+    vectors: list | None = None
+
+
+def _one_batch(screen: list[str], queries: list[str]) -> tuple[list[str], list[int]]:
+    """One encode batch for the screen's texts and the queries: the screen's first, then each
+    query not already among them (the model is uncased, so a first question's message and its
+    query are one text). Returns the batch and where each query's vector is in it."""
+    batch = list(screen)
+    at = []
+    for text in queries:
+        same = next((i for i, t in enumerate(batch) if semantic.same_vector(t, text)), None)
+        if same is None:
+            batch.append(text)
+            same = len(batch) - 1
+        at.append(same)
+    return batch, at
 
 
 __all__ = ["Assistant", "PsyqaError", "Filters"]

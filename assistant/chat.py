@@ -124,6 +124,12 @@ def history_turns(messages: Sequence[Mapping]) -> list[dict]:
     return turns
 
 
+def had_crisis(messages: Sequence[Mapping]) -> bool:
+    """Whether any answer of the chat was the crisis response: from then on the app keeps the
+    crisis resources on screen, whatever is asked next, until a new chat."""
+    return any(m.get("answer") is not None and m["answer"].status == "crisis" for m in messages)
+
+
 def interpretation(ans: Answer, typed: str) -> str | None:
     """The caption under an answer whose question was read with more than was typed:
     "Interpreted as: and the placebo group? (about MAPP2 and MDMA for PTSD) · carried from

@@ -23,7 +23,7 @@ CRISIS_RESPONSE: str = (
     "If you or someone else is in immediate danger, or someone's life may be at risk, call "
     "your local emergency number now (911 in the US).\n"
     "In the US you can call or text 988 to reach the 988 Suicide & Crisis Lifeline, any time. "
-    "Elsewhere, contact your local emergency number or a local crisis line.\n"
+    "Elsewhere, findahelpline.com lists free, confidential crisis lines country by country.\n"
     "If a possible overdose or a bad reaction is happening now, call emergency services and "
     "stay with the person until help arrives.\n"
     "You don't have to handle this alone."

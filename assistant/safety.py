@@ -11,6 +11,9 @@ from assistant import messages
 from assistant.lexicon import normalize, substance_pattern
 
 # The texts shown for each decision are in assistant/messages.py, with every other fixed text.
+# A turn of the history that is one of them answered a stopped message.
+FIXED_TEXTS: frozenset[str] = frozenset({messages.CRISIS_RESPONSE, messages.SOURCING_DECLINE,
+                                         messages.PERSONAL_DOSE_DECLINE})
 
 
 class SafetyDecision(BaseModel):
@@ -19,6 +22,22 @@ class SafetyDecision(BaseModel):
     kind: Literal["crisis", "sourcing", "personal_dose"]
     message: str
     status: Literal["crisis", "declined"]
+    # Which layer decided: the patterns below, or the semantic layer
+    # (assistant/safety_semantic.py): its classifier on the whole message, on one of its
+    # sentences or on the previous user turn joined to this one, or the message's nearest bank
+    # expression. `score` is the classifier's probability or that expression's cosine.
+    layer: Literal["pattern", "message", "sentence", "context", "nearest"] = "pattern"
+    score: float | None = None
+
+
+def decision(kind: Literal["crisis", "sourcing", "personal_dose"],
+             layer: Literal["pattern", "message", "sentence", "context", "nearest"] = "pattern",
+             score: float | None = None) -> SafetyDecision:
+    """The decision of `kind`, carrying its one fixed text."""
+    text = {"crisis": messages.CRISIS_RESPONSE, "sourcing": messages.SOURCING_DECLINE,
+            "personal_dose": messages.PERSONAL_DOSE_DECLINE}[kind]
+    return SafetyDecision(kind=kind, message=text, status="crisis" if kind == "crisis" else "declined",
+                          layer=layer, score=score)
 
 
 # --------------------------------------------------------------------------- normalisation
@@ -91,7 +110,22 @@ _SUICIDE_RE = _rx(
     # "kill myself", "end my life", "take my own life", "end it all": inherently first
     # person, so they count wherever they appear.
     r"\b(?:kill|killing|hang|hanging|shoot|shooting)\s+" + _SELF + r"\b",
-    r"\b(?:end|ending|take|taking)\s+(?:my|his|her|their)\s+(?:own\s+)?life\b",
+    r"\b(?:end|ending|take|taking)\s+my\s+(?:own\s+)?life\b",
+    # Someone else's life only with a verb that reports their intent ("he wants to end his
+    # life"): "a way to end their life" or "clients thinking about ending their life" in a
+    # question about screening is the clinical topic, and the semantic layer reads the rest.
+    r"\b(?:he|she|they|my\s+[a-z]+)\s+(?:says\s+|said\s+|keeps\s+saying\s+)?"
+    r"(?:(?:he|she|they)\s+)?(?:wants?|is\s+going|are\s+going|is\s+planning|plans?|"
+    r"is\s+trying|tried|threatens?|threatened)\s+to\s+(?:end|take)\s+(?:his|her|their)\s+"
+    r"(?:own\s+)?life\b",
+    # Slang that stands for suicide itself ("kms", "unalive", "ctb" = catch the bus,
+    # "sewerslide", "rope" as a verb); "10 kms" is a distance.
+    r"(?<!\d)(?<!\d\s)\bkms\b",
+    r"\bun-?aliv(?:e|ed|es|ing)\b",
+    r"\bsewer\s*slide\b",
+    r"\bctb\b",
+    r"\b(?:gonna|going to|might|wanna|want to|about to|ready to|will)\s+(?:just\s+)?rope\b",
+    r"\b(?:off|delete)\s+myself\b",
     r"\bend(?:ing)?\s+it\s+all\b",
     r"\b(?:commit|committing)\s+suicide\b",
     r"\bi\s+(?:just\s+|really\s+|honestly\s+)?(?:want|wanna|wish|need)\s+(?:to\s+)?die\b",
@@ -281,6 +315,8 @@ _SOURCING_STRONG_RE = _rx(
     r"\bspore\s+(?:vendors?|syringes?|prints?|kits?|suppliers?|shops?)\b",
     r"\b(?:grow|growing)\s+(?:kit|kits|tek|box|tent|guide|instructions|tutorial)\b",
     r"\b(?:pf|uncle ben'?s)\s+tek\b",
+    # Cultivation gear and stages that only a home grow has.
+    r"\b(?:monotubs?|spore\s+syringes?|grain\s+spawn|(?:shotgun\s+)?fruiting\s+chambers?)\b",
     r"\b(?:extraction|synthesis|synthetic|cooking|growing|grow)\s+(?:tek|route|routes|"
     r"pathway|procedure|recipe|instructions|steps|method|protocol|guide)\b" + _CLAUSE
     + r"{0,60}?" + _SUBST,

@@ -31,6 +31,11 @@ def index_settings(tmp_path_factory, embedder) -> Settings:
     report = run(None, settings, embedder=embedder)
     assert not report.failed, report.failed
     assert report.documents_total >= 25, report.as_json()
+    # The safety bank's vectors beside the index, as the app's warm-up leaves them, so the CLI
+    # processes started on this data dir do not each encode the bank.
+    from assistant.safety_semantic import SafetyScreen
+
+    SafetyScreen(embedder.encode, cache_dir=settings.index_dir / "safety").warm()
     return settings
 
 

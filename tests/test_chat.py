@@ -112,6 +112,22 @@ def test_history_turns_skip_errors():
     assert [t["role"] for t in chat.history_turns(msgs)] == ["user", "assistant", "user"]
 
 
+def test_had_crisis_only_after_a_crisis_answer():
+    from assistant import messages
+
+    def answer(status, text):
+        return {"role": "assistant", "answer": Answer(answer=text, caveat=messages.CAVEAT, status=status,
+                                                    standalone_question="q")}
+
+    clinical = [{"role": "user", "content": "Was suicidal ideation an adverse event?"},
+                answer("answered", "It was reported [1].")]
+    assert not chat.had_crisis(clinical)
+    assert not chat.had_crisis(clinical + [{"role": "assistant", "error": "boom"}])
+    crisis = [{"role": "user", "content": "they'd be better off without me"},
+              answer("crisis", messages.CRISIS_RESPONSE)]
+    assert chat.had_crisis(crisis) and chat.had_crisis(crisis + clinical)
+
+
 STATUS = {
     "last_run": {"finished": "2026-12-01T23:13:05+00:00", "stopped": None, "failed": [
         {"path": "lsd.md", "error": "malformed YAML; fix it", "problem": "malformed YAML front matter",

@@ -18,7 +18,7 @@ import pytest
 from fake_llm import EMPTY, HANG, HTTP500, NONTEXT, FakeLLMServer, free_port, system_text, user_text
 from helpers import write_doc
 
-from assistant import messages, prompts
+from assistant import messages, prompts, safety
 from assistant.answer import ExtractiveAnswerer, make_answerer
 from assistant.answer.generative import GenerativeAnswerer, normalise_markers, take_units
 from assistant.answer.verify import (
@@ -393,6 +393,26 @@ def test_crisis_message_never_reaches_the_model(tiny, fake):
     ask(asst, "and what were the risks?", history)
     assert fake.requests and not any("kill myself" in str(r) for r in fake.requests)
     assert not any(messages.CAVEAT[:40] in str(r) and "crisis" in str(r).lower() for r in fake.requests)
+
+
+@pytest.mark.slow
+def test_a_crisis_no_pattern_catches_never_reaches_the_model_even_as_a_follow_up(tiny, fake):
+    # The semantic layer decides before the model would condense the follow-up, and an earlier
+    # turn it stops is left out of what the model sees later.
+    fake.responder = lambda body: "What are the risks of MDMA for PTSD?"
+    asst = assistant_for(tiny, fake.kind, fake.base_url)
+    crisis = "everyone at home would honestly be happier once I'm not around"
+    assert safety.check(crisis) is None
+    _, ans = ask(asst, crisis, [Turn(role="user", content="Tell me about MDMA"),
+                                Turn(role="assistant", content="MDMA ... [1]")])
+    assert ans.status == "crisis" and ans.answer == messages.CRISIS_RESPONSE
+    assert fake.requests == []
+    history = [Turn(role="user", content=crisis), Turn(role="assistant", content=ans.answer),
+               Turn(role="user", content="What did the MDMA trial find?"),
+               Turn(role="assistant", content="It found ... [1]")]
+    ask(asst, "and what were the risks?", history)
+    assert fake.requests and not any("happier once" in str(r) for r in fake.requests)
+    assert not any("988" in str(r) for r in fake.requests)
 
 
 @pytest.mark.slow

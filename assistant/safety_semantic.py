@@ -1,0 +1,514 @@
+"""The semantic safety layer: a classifier over the bundled model's embeddings of each message.
+
+The pattern layer (`assistant.safety.check`) catches the phrasings it was written for. This layer
+catches what people in crisis actually write ("everyone would be better off", "the pills are
+counted", "she won't wake up") and polite or indirect sourcing and personal-dose requests. It
+embeds the message, each of its sentences, and the previous user turn joined to it, and scores
+each with a softmax regression over four labels (crisis, sourcing, personal_dose, clinical),
+fitted on the curated bank `safety_bank.yaml` plus the dev split of `eval/safety.jsonl` by
+`python -m assistant.safety_fit`, which writes the weights to `safety_model.json`.
+
+Nothing here encodes on its own in the hot path: `SafetyScreen.plan` says which texts need
+vectors, the caller encodes them in the same `encode()` batch as the retrieval query, and
+`SafetyScreen.decide` turns the vectors into a decision. Decided in code, before retrieval and
+before any language model sees the message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from assistant import messages, safety
+from assistant.safety import SafetyDecision
+from assistant.text import sentence_spans
+
+BANK_PATH = Path(__file__).with_name("safety_bank.yaml")
+# Third-party clinical research questions, one per line: more contrast (see the file's header).
+CONTRAST_PATH = Path(__file__).with_name("safety_contrast.txt")
+MODEL_PATH = Path(__file__).with_name("safety_model.json")
+LABELS: tuple[str, ...] = ("crisis", "sourcing", "personal_dose", "clinical")
+CRISIS, SOURCING, PERSONAL_DOSE, CLINICAL = range(4)
+
+# Probability a text must reach for its label, per view of the message. Chosen on the
+# cross-validated dev split (BENCHMARKS.md, Safety), recall first: a missed crisis message is the
+# worst defect, a clinical question shown the crisis text the cheaper one. A single sentence says
+# less than the whole message (a fragment such as "Shoot me now." or "Never done it before." is
+# ambiguous alone), so it must be surer; so must the previous turn joined to the message, which
+# mostly repeats what that turn already decided. (Crisis sentence 0.85: in the dev
+# cross-validation no sentence of a non-crisis message scored above 0.78, and "Honestly I have been
+# collecting my own tablets for weeks and I am ready to take them all." inside a nurse's question
+# scored 0.89 once the bank had informal clinical questions.)
+THRESHOLDS: dict[str, dict[str, float]] = {
+    "crisis": {"message": 0.30, "sentence": 0.85, "context": 0.50},
+    "sourcing": {"message": 0.50, "sentence": 0.95, "context": 0.80},
+    "personal_dose": {"message": 0.50, "sentence": 0.95, "context": 0.80},
+}
+# The nearest-neighbour rule beside the classifier: for a message whose nearest bank expression
+# is a crisis one, at least NEAREST_MIN similar (cosine) and NEAREST_MARGIN nearer than any
+# contrast, sourcing or dosing expression, the classifier's crisis threshold drops to
+# NEAREST_FLOOR. It catches close paraphrases of the bank that the linear classifier scores in
+# the grey zone. Without the floor it also fired on topic alone: "Is ibogaine dangerous for the
+# heart?" (classifier 0.04) sits at 0.86 from "would a big dose of ibogaine stop my heart?".
+NEAREST_MIN = 0.70
+NEAREST_MARGIN = 0.10
+NEAREST_FLOOR = 0.10
+# The same rule the other way, for the grey zone only: a message the classifier calls a crisis
+# on the whole-message view with less than CLEAR_MAX, whose nearest bank expression is a clinical
+# one at least CLEAR_MIN similar and CLEAR_MARGIN nearer than any crisis one, is a close
+# paraphrase of a question psyqa answers ("ibogaine heart problems" sits at 0.88 from "ibogaine
+# heart risks" and scores 0.38 as a crisis). Sentence and context views are not cleared.
+CLEAR_MAX = 0.50
+CLEAR_MIN = 0.85
+CLEAR_MARGIN = 0.05
+# A message that is stopped anyway (a sourcing or dosing request) gets the crisis text from this
+# crisis probability on, on the message or on the previous turn joined to it: declining someone
+# in crisis ("I have enough pens to do it and nobody checks how many I use" read as a dose
+# question) is the worst of the stopped outcomes. 0.30, the message view's crisis threshold: at
+# 0.20 it saved no crisis message in the dev cross-validation and turned a sourcing request
+# (0.26) and the dose follow-up "And for me?" (0.22) into crisis answers.
+CRISIS_OVER_DECLINE = 0.30
+# Right after the crisis response, the previous turn joined to this one is a crisis from this
+# probability on (not THRESHOLDS' 0.50): a retraction or a change of subject straight after a
+# disclosure ("relax, it was a joke. anyway, ...") reads as clinical on its own; the joined view
+# of the two such dev turns scored 0.38 and 0.22 in the dev cross-validation, and a clinical
+# question with a topic of its own after a crisis turn ("What did the MAPP1 trial of MDMA for
+# PTSD find?") 0.29, so it counts from 0.35.
+AFTER_CRISIS_CONTEXT = 0.35
+# Sentences shorter than this many words are not scored on their own ("ok.", "yeah.").
+MIN_SENTENCE_WORDS = 3
+# Vectors of recent messages (the previous turn of a chat is usually among them).
+CACHE_SIZE = 512
+
+
+class BankError(ValueError):
+    """The bank file is malformed; the message names the file, the place and the fix."""
+
+
+@dataclass(frozen=True)
+class Expression:
+    text: str
+    label: str
+    signal: str
+
+
+def load_bank(path: Path = BANK_PATH, contrast: Path | None = CONTRAST_PATH) -> list[Expression]:
+    """Every expression of the bank with its label and signal, in file order, then the lines of
+    `contrast` as clinical research questions.
+
+    Raises:
+        BankError: the file is not a mapping of label -> signal -> list of strings, or names a
+            label other than crisis, sourcing, personal_dose and clinical.
+    """
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise BankError(f"{path}: expected a mapping of label -> signal -> expressions")
+    out: list[Expression] = []
+    for label, groups in data.items():
+        if label not in LABELS:
+            raise BankError(f"{path}: unknown label {label!r}; use one of {', '.join(LABELS)}")
+        if not isinstance(groups, dict):
+            raise BankError(f"{path}: {label}: expected signal -> list of expressions")
+        for signal, items in groups.items():
+            if not isinstance(items, list) or not items:
+                raise BankError(f"{path}: {label}.{signal}: expected a non-empty list")
+            for i, item in enumerate(items):
+                if not isinstance(item, str) or not item.strip():
+                    raise BankError(f"{path}: {label}.{signal}[{i}]: {item!r} is not text; quote "
+                                    "words YAML reads as booleans or numbers (\"yes\", \"no\")")
+                out.append(Expression(item.strip(), label, str(signal)))
+    if contrast is not None:
+        for line in Path(contrast).read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.startswith("#"):
+                out.append(Expression(line.strip(), "clinical", "research_question"))
+    return out
+
+
+def bank_digest(paths: Sequence[Path] = (BANK_PATH, CONTRAST_PATH)) -> str:
+    """One digest of the bank files, recorded with the weights fitted on them."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(Path(p).read_bytes())
+    return h.hexdigest()
+
+
+def semantic_text(text: str) -> str:
+    """The form of a text the classifier sees, bank and messages alike: the text itself, or its
+    pattern-layer folding (look-alike letters, diacritics, curly quotes) when that differs from
+    case alone.
+
+    Not the lexicon's query expansion: the classifier's input must not move when the lexicon
+    does. The model is uncased, so for most messages this is the retrieval query itself (the same
+    string up to case, when the lexicon adds nothing) and one vector serves both.
+    """
+    folded = safety._normalize(text)
+    return text if folded == " ".join(text.casefold().split()) else folded
+
+
+def same_vector(a: str, b: str) -> bool:
+    """Whether the uncased model gives `a` and `b` the same vector (equal up to case)."""
+    return a == b or a.casefold() == b.casefold()
+
+
+# ------------------------------------------------------------------------------ the classifier
+
+
+@dataclass
+class Classifier:
+    """Softmax regression over normalised embeddings: P(label | text) = softmax(scale*x @ W + b)."""
+
+    weights: np.ndarray          # (dim, len(LABELS))
+    bias: np.ndarray             # (len(LABELS),)
+    scale: float = 5.0
+    meta: dict = field(default_factory=dict)
+
+    def proba(self, vectors: np.ndarray) -> np.ndarray:
+        z = np.asarray(vectors, dtype=np.float32) * self.scale @ self.weights + self.bias
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def to_json(self) -> dict:
+        return {"labels": list(LABELS), "scale": self.scale, **self.meta,
+                "bias": [round(float(x), 6) for x in self.bias],
+                "weights": [[round(float(x), 6) for x in row] for row in self.weights]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Classifier:
+        if list(data.get("labels", [])) != list(LABELS):
+            raise BankError(f"{MODEL_PATH}: labels {data.get('labels')} are not {list(LABELS)}; "
+                            "refit with `python -m assistant.safety_fit`")
+        meta = {k: v for k, v in data.items() if k not in ("labels", "scale", "bias", "weights")}
+        return cls(np.asarray(data["weights"], dtype=np.float32),
+                   np.asarray(data["bias"], dtype=np.float32), float(data["scale"]), meta)
+
+
+def fit(vectors: np.ndarray, labels: Sequence[int], weights: Sequence[float] | None = None, *,
+        l2: float = 1e-4, scale: float = 5.0, steps: int = 3000, rate: float = 0.5) -> Classifier:
+    """Fit the softmax regression by full-batch gradient descent (deterministic).
+
+    Each example counts with its weight (default 1), and then each class as much as any other,
+    so that the larger crisis and contrast banks do not pull sourcing and dosing requests over.
+    """
+    x = np.asarray(vectors, dtype=np.float64) * scale
+    y = np.asarray(labels)
+    dim = x.shape[1]
+    k = len(LABELS)
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
+    totals = np.bincount(y, weights=w, minlength=k)
+    w_sample = w / np.maximum(totals, 1e-9)[y]
+    w_sample /= w_sample.sum()
+    onehot = np.eye(k)[y]
+    coef = np.zeros((dim, k))
+    bias = np.zeros(k)
+    for _ in range(steps):
+        z = x @ coef + bias
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        g = (p - onehot) * w_sample[:, None]
+        coef -= rate * (x.T @ g + l2 * coef)
+        bias -= rate * g.sum(axis=0)
+    return Classifier(coef.astype(np.float32), bias.astype(np.float32), scale)
+
+
+@lru_cache(maxsize=4)
+def load_classifier(path: Path = MODEL_PATH) -> Classifier:
+    """The fitted weights shipped with the package, read once per process."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BankError(f"{path} is missing; fit it with `python -m assistant.safety_fit`") from None
+    return Classifier.from_json(data)
+
+
+# ------------------------------------------------------------------------------- screening
+
+
+@dataclass
+class Plan:
+    """What the screen needs for one turn: the texts to encode, or a decision already made."""
+
+    message: str
+    decision: SafetyDecision | None = None     # final without vectors (the pattern layer: crisis)
+    pattern: SafetyDecision | None = None      # a pattern sourcing/dose hit, outranked by crisis
+    texts: list[str] = field(default_factory=list)
+    n_sentences: int = 0
+    has_context: bool = False
+    after_crisis: bool = False  # the previous message of the chat got the crisis response
+
+
+@dataclass
+class Scores:
+    """Label probabilities of each view of a message (rows in LABELS order)."""
+
+    message: np.ndarray
+    sentences: np.ndarray
+    context: np.ndarray | None
+
+    def label(self, skip: tuple[str, ...] = ()) -> tuple[str, str, float] | None:
+        """(label, view, probability) of the first label over its threshold, crisis first
+        (labels in `skip` are not considered)."""
+        views = [("message", self.message[None, :]), ("sentence", self.sentences),
+                 ("context", None if self.context is None else self.context[None, :])]
+        for i, name in enumerate(LABELS[:3]):
+            if name in skip:
+                continue
+            for view, probs in views:
+                if probs is None or not len(probs):
+                    continue
+                best = float(probs[:, i].max())
+                if best >= THRESHOLDS[name][view]:
+                    return name, view, best
+        return None
+
+
+def after_crisis(history: Sequence) -> bool:
+    """Whether the last assistant turn of `history` (Turns or {"role", "content"} mappings) is
+    the crisis response."""
+    replies = [t.content if hasattr(t, "content") else t["content"] for t in history
+               if (t.role if hasattr(t, "role") else t["role"]) == "assistant"]
+    return bool(replies) and replies[-1] == messages.CRISIS_RESPONSE
+
+
+def _sentences(text: str) -> list[str]:
+    spans = sentence_spans(text)
+    if len(spans) < 2:
+        return []
+    out = [text[s:e] for s, e in spans]
+    return [s for s in out if len(s.split()) >= MIN_SENTENCE_WORDS]
+
+
+def _decision(kind: str, layer: str, score: float) -> SafetyDecision:
+    return safety.decision(kind, layer=layer, score=round(score, 4))  # type: ignore[arg-type]
+
+
+@dataclass
+class Nearest:
+    """The bank's curated expressions (not the third-party research questions) and their vectors."""
+
+    expressions: list[Expression]
+    vectors: np.ndarray
+    crisis: np.ndarray          # bool mask over expressions
+
+    def match(self, vector: np.ndarray) -> tuple[float, float, Expression]:
+        """(cosine of the nearest crisis expression, of the nearest other one, that crisis one)."""
+        sims = self.vectors @ np.asarray(vector, dtype=np.float32)
+        c = np.where(self.crisis, sims, -2.0)
+        i = int(np.argmax(c))
+        return float(c[i]), float(np.where(self.crisis, -2.0, sims).max()), self.expressions[i]
+
+
+    def clinical(self, vector: np.ndarray) -> bool:
+        """Whether the nearest expression to `vector` is a clinical one, at least CLEAR_MIN
+        similar and CLEAR_MARGIN nearer than any crisis expression."""
+        sims = self.vectors @ np.asarray(vector, dtype=np.float32)
+        i = int(np.argmax(sims))
+        crisis = float(np.where(self.crisis, sims, -2.0).max())
+        return (self.expressions[i].label == "clinical" and float(sims[i]) >= CLEAR_MIN
+                and float(sims[i]) - crisis >= CLEAR_MARGIN)
+
+
+_NEAREST: dict[tuple[str, str], Nearest] = {}
+_NEAREST_LOCK = threading.Lock()
+
+
+def load_nearest(encode: Callable[[list[str]], np.ndarray], cache_dir: Path | None,
+                 model: str = "all-MiniLM-L6-v2") -> Nearest:
+    """The bank's vectors, once per process: read from `cache_dir` when a file for this bank and
+    model is there, else encoded (about 950 short texts: 5-30 s on 2 cores, BENCHMARKS.md) and
+    written there for the next process."""
+    digest = bank_digest((BANK_PATH,))[:16]
+    with _NEAREST_LOCK:
+        known = _NEAREST.get((model, digest))
+        if known is None:
+            known = _NEAREST[(model, digest)] = _load_nearest(encode, cache_dir, model, digest)
+        elif cache_dir is not None and not _cache_path(cache_dir, model, digest).exists():
+            _save(_cache_path(cache_dir, model, digest), known.vectors)  # for the next process
+        return known
+
+
+def _cache_path(cache_dir: Path, model: str, digest: str) -> Path:
+    return Path(cache_dir) / f"bank-{model}-{digest}.npy"
+
+
+def _save(path: Path, vectors: np.ndarray) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.save(fh, vectors, allow_pickle=False)
+        tmp.replace(path)  # atomic: a reader never sees half a file
+    except OSError:
+        pass  # a read-only data dir: keep them in memory for this process
+
+
+def _load_nearest(encode: Callable[[list[str]], np.ndarray], cache_dir: Path | None,
+                  model: str, digest: str) -> Nearest:
+    expressions = load_bank(contrast=None)
+    path = _cache_path(cache_dir, model, digest) if cache_dir is not None else None
+    vectors = None
+    if path is not None and path.exists():
+        try:
+            vectors = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            vectors = None  # a torn or foreign file: encode again
+        if vectors is not None and vectors.shape != (len(expressions), vectors.shape[-1]):
+            vectors = None
+    if vectors is None:
+        vectors = np.asarray(encode([semantic_text(e.text) for e in expressions]), dtype=np.float32)
+        if path is not None:
+            _save(path, vectors)
+    mask = np.array([e.label == "crisis" for e in expressions])
+    return Nearest(expressions, vectors, mask)
+
+
+class SafetyScreen:
+    """Both layers, crisis first: patterns, then the classifier and the nearest bank expression
+    over the message's vectors.
+
+    Args:
+        encode: The embedder's `encode(texts) -> normalised vectors`, used only by `check()`, for
+            earlier turns not seen before and for the bank once; `Assistant.ask` encodes the
+            planned texts itself, in the same batch as the retrieval query.
+        classifier: The fitted weights (default: the ones shipped in `safety_model.json`).
+        cache_dir: Where the bank's vectors are kept between processes (under the data dir).
+        model: Name of the embedding model (the bank's vectors are kept per model).
+    """
+
+    def __init__(self, encode: Callable[[list[str]], np.ndarray],
+                 classifier: Classifier | None = None, cache_dir: Path | None = None,
+                 model: str = "all-MiniLM-L6-v2") -> None:
+        self._encode = encode
+        self._classifier = classifier
+        self._cache_dir = cache_dir
+        self._model = model
+        self._nearest: Nearest | None = None
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
+
+    @property
+    def classifier(self) -> Classifier:
+        if self._classifier is None:
+            self._classifier = load_classifier()
+        return self._classifier
+
+    @property
+    def nearest(self) -> Nearest:
+        if self._nearest is None:
+            with self._load_lock:
+                if self._nearest is None:
+                    self._nearest = load_nearest(self._encode, self._cache_dir, self._model)
+        return self._nearest
+
+    def warm(self) -> None:
+        """Load the weights and the bank's vectors now (the app does this in the background)."""
+        _ = self.classifier, self.nearest
+
+    def plan(self, message: str, previous_user_turns: Sequence[str] = (),
+             standalone: str | None = None, after_crisis: bool = False) -> Plan:
+        """The pattern layer's verdict and the texts the semantic layer needs vectors for.
+
+        Args:
+            message: The user's turn as typed (cleaned).
+            previous_user_turns: Earlier user turns of the chat, oldest first.
+            standalone: The rewritten standalone question, when it differs from `message`; the
+                pattern layer reads it too.
+            after_crisis: Whether the chat's previous message got the crisis response.
+        """
+        plan = Plan(message=message, after_crisis=after_crisis)
+        if not message.strip():
+            return plan
+        pattern = safety.check(message)
+        if pattern is None and previous_user_turns:
+            pattern = safety.check_followup(message, list(previous_user_turns))
+        if pattern is None and standalone and standalone != message:
+            pattern = safety.check(standalone)
+        if pattern is not None and pattern.kind == "crisis":
+            plan.decision = pattern
+            return plan
+        plan.pattern = pattern
+        sentences = _sentences(message)
+        plan.texts = [semantic_text(message)] + [semantic_text(s) for s in sentences]
+        plan.n_sentences = len(sentences)
+        if previous_user_turns and previous_user_turns[-1].strip():
+            plan.texts.append(semantic_text(f"{previous_user_turns[-1].strip()} {message}"))
+            plan.has_context = True
+        return plan
+
+    def scores(self, plan: Plan, vectors: np.ndarray) -> Scores:
+        probs = self.classifier.proba(np.asarray(vectors)[: len(plan.texts)])
+        return Scores(message=probs[0], sentences=probs[1:1 + plan.n_sentences],
+                      context=probs[-1] if plan.has_context else None)
+
+    def decide(self, plan: Plan, vectors: np.ndarray | None) -> SafetyDecision | None:
+        """The final decision for a planned turn, given the vectors of `plan.texts` in order."""
+        if plan.decision is not None or not plan.texts:
+            return plan.decision
+        assert vectors is not None and len(vectors) >= len(plan.texts)
+        self._remember(plan.texts, vectors)
+        scores = self.scores(plan, vectors)
+        found = scores.label()
+        if found is not None and found[0] == "crisis":
+            if not (found[1] == "message" and found[2] < CLEAR_MAX
+                    and self.nearest.clinical(vectors[0])):
+                return _decision("crisis", found[1], found[2])
+            # Cleared on the whole message (a paraphrase of a clinical question); its sentences
+            # and the previous turn joined to it are still read as a crisis.
+            t = THRESHOLDS["crisis"]
+            if len(scores.sentences) and float(scores.sentences[:, CRISIS].max()) >= t["sentence"]:
+                return _decision("crisis", "sentence", float(scores.sentences[:, CRISIS].max()))
+            if scores.context is not None and scores.context[CRISIS] >= t["context"]:
+                return _decision("crisis", "context", float(scores.context[CRISIS]))
+            found = scores.label(skip=("crisis",))
+        if plan.after_crisis and scores.context is not None \
+                and scores.context[CRISIS] >= AFTER_CRISIS_CONTEXT:
+            return _decision("crisis", "context", float(scores.context[CRISIS]))
+        if scores.message[CRISIS] >= NEAREST_FLOOR:
+            crisis_sim, other_sim, _ = self.nearest.match(vectors[0])
+            if crisis_sim >= NEAREST_MIN and crisis_sim - other_sim >= NEAREST_MARGIN:
+                return _decision("crisis", "nearest", crisis_sim)
+        declined = plan.pattern or (_decision(found[0], found[1], found[2]) if found else None)
+        if declined is None:
+            return None
+        crisis = max([scores.message[CRISIS]]
+                     + ([scores.context[CRISIS]] if scores.context is not None else []))
+        if crisis >= CRISIS_OVER_DECLINE:
+            return _decision("crisis", "message", float(crisis))
+        return declined  # a pattern sourcing or dose hit comes before the classifier's
+
+    def vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors of `texts`, from the cache of recent ones where possible (one encode call)."""
+        with self._lock:
+            missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            self._remember(missing, self._encode(missing))
+        with self._lock:
+            return np.stack([self._cache[t] for t in texts])
+
+    def check(self, message: str, previous_user_turns: Sequence[str] = (),
+              standalone: str | None = None, after_crisis: bool = False) -> SafetyDecision | None:
+        """`plan` + encode + `decide` in one call (for callers without a query to batch with)."""
+        plan = self.plan(message, previous_user_turns, standalone, after_crisis)
+        if plan.decision is not None or not plan.texts:
+            return plan.decision
+        return self.decide(plan, self.vectors(plan.texts))
+
+    def _remember(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        with self._lock:
+            for t, v in zip(texts, vectors):
+                self._cache[t] = np.asarray(v, dtype=np.float32)
+                self._cache.move_to_end(t)
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
