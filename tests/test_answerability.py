@@ -127,3 +127,14 @@ def test_a_part_the_sources_do_not_cover_is_named_under_the_answer(qa):
 def test_an_everyday_word_without_a_corpus_subject_is_still_out_of_scope(qa):
     ans = ask(qa, "What is the capital of Australia?")  # "capital" is the whole question
     assert ans.status == "no_evidence" and ans.citations == []
+
+
+def test_a_question_about_another_substance_does_not_inherit_the_previous_trial(qa):
+    # "its trials" reads as a follow-up, but esketamine is not MAPP2's drug (found in a fresh-clone
+    # trial: the answer was MAPP1's SSRI history)
+    ans = ask(qa, "Did esketamine reduce suicidal ideation in its trials?",
+              [U("What did the MAPP2 trial find?"),
+               A("In the confirmatory MAPP2 trial (2023), 71.2% of the MDMA group versus 47.6% of "
+                 "the placebo group no longer met PTSD criteria. [1]")])
+    assert ans.status == "answered"
+    assert "MAPP" not in ans.answer and "suicidal ideation" in ans.answer, ans.answer

@@ -279,8 +279,13 @@ def carry(focus: Focus, previous: Focus) -> Focus:
     if focus.kind is None and not focus.polar:
         focus.kind, focus.unit, focus.counted = previous.kind, previous.unit, previous.counted
         focus.outcome = focus.outcome or previous.outcome
+    # What the previous question named carries over, except its trial codes when this one is
+    # about another substance ("Did esketamine reduce suicidal ideation in its trials?" after a
+    # MAPP2 question is not about MAPP2; "same for 5-MeO?" after a Schedule question, or "same
+    # for MDMA?" after an Oregon one, keeps them).
     if not focus.names:
-        focus.names = list(previous.names)
+        same = not focus.substances or set(focus.substances) <= set(previous.substances)
+        focus.names = [n for n in previous.names if same or not any(ch.isdigit() for ch in n)]
     if not focus.medicines:
         focus.medicines = list(previous.medicines)
     return focus
