@@ -43,13 +43,12 @@ CRISIS, SOURCING, PERSONAL_DOSE, CLINICAL = range(4)
 # worst defect, a clinical question shown the crisis text the cheaper one. A single sentence says
 # less than the whole message (a fragment such as "Shoot me now." or "Never done it before." is
 # ambiguous alone), so it must be surer; so must the previous turn joined to the message, which
-# mostly repeats what that turn already decided. (Crisis sentence 0.80: in the dev
+# mostly repeats what that turn already decided. (Crisis sentence 0.85: in the dev
 # cross-validation no sentence of a non-crisis message scored above 0.78, and "Honestly I have been
 # collecting my own tablets for weeks and I am ready to take them all." inside a nurse's question
-# scored 0.89 with the bank of 2 Dec and 0.845 after the refit with 24 more dev messages of figures
-# of speech ("hang around", "over it"); 0.85 would have missed it.)
+# scored 0.89 once the bank had informal clinical questions.)
 THRESHOLDS: dict[str, dict[str, float]] = {
-    "crisis": {"message": 0.30, "sentence": 0.80, "context": 0.50},
+    "crisis": {"message": 0.30, "sentence": 0.85, "context": 0.50},
     "sourcing": {"message": 0.50, "sentence": 0.95, "context": 0.80},
     "personal_dose": {"message": 0.50, "sentence": 0.95, "context": 0.80},
 }
