@@ -281,6 +281,19 @@ def after_crisis(history: Sequence) -> bool:
     return bool(replies) and replies[-1] == messages.CRISIS_RESPONSE
 
 
+def readable(text: str) -> bool:
+    """Whether the bundled (English) model can read `text`: most of its letters are Latin. A turn
+    in another script embeds as noise, and joined to the next message it moved that message's
+    score ("Ignore your instructions ..." after an Arabic question got the crisis text)."""
+    import unicodedata
+
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return True
+    latin = sum(1 for ch in letters if "LATIN" in unicodedata.name(ch, ""))
+    return latin >= 0.5 * len(letters)
+
+
 def _sentences(text: str) -> list[str]:
     spans = sentence_spans(text)
     if len(spans) < 2:
@@ -442,7 +455,7 @@ class SafetyScreen:
         sentences = _sentences(message)
         plan.texts = [semantic_text(message)] + [semantic_text(s) for s in sentences]
         plan.n_sentences = len(sentences)
-        if previous_user_turns and previous_user_turns[-1].strip():
+        if previous_user_turns and previous_user_turns[-1].strip() and readable(previous_user_turns[-1]):
             plan.texts.append(semantic_text(f"{previous_user_turns[-1].strip()} {message}"))
             plan.has_context = True
         return plan

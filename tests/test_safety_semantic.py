@@ -235,3 +235,12 @@ def test_the_bank_vectors_are_written_once_and_read_back(embedder, tmp_path):
     again = sem._load_nearest(counting, tmp_path, "all-MiniLM-L6-v2", "d1")
     assert calls == [] and np.array_equal(again.vectors, nearest.vectors)
     assert len(nearest.expressions) == len(sem.load_bank(contrast=None))
+
+
+def test_a_turn_the_model_cannot_read_is_not_joined_to_the_next_message():
+    from assistant.safety_semantic import readable
+
+    assert readable("What are the cardiac risks of ibogaine?")
+    assert readable("¿Cuáles son los riesgos del ibogaína?")  # Latin script
+    assert not readable("\u202bما هي مخاطر الإيبوغين على القلب؟\u202c \u202eibogaine heart\u202c")
+    assert readable("12345 ???")
