@@ -118,14 +118,12 @@ def ensure_index(key: tuple) -> dict | None:
     """The index status; indexes corpus/ on a first start. None (with a message shown) on errors."""
     try:
         status = get_status(key)
-        if status.get("damaged"):
-            show_damaged(status["damaged"])
+        problem = chat.index_problem(status, st.session_state.get("auto_index", True))
+        if problem:  # a damaged store, or no index: one line naming the path and the fix
+            get_status.clear()
+            st.error(esc(problem), icon="🛠️" if status.get("damaged") else "📭")
             return None
         if not status["indexed"]:
-            if not st.session_state.get("auto_index", True):
-                st.error(f"No index yet ({status['store']}). Run `psyqa ingest` in the project "
-                         "folder (or `make run`), then reload this page.", icon="📭")
-                return None
             index_corpus(get_settings(key), key)
             status = get_status(key)
         return status
@@ -143,12 +141,6 @@ def ensure_index(key: tuple) -> dict | None:
 def persist() -> None:
     if not session.save(st.session_state, st.query_params, db_path()):  # the answer is shown anyway
         st.toast("This conversation could not be saved: a reload will lose it.", icon="⚠️")
-
-
-def show_damaged(message: str) -> None:
-    """A damaged index: the one line naming the path and the fix; nothing is rebuilt from here."""
-    get_status.clear()
-    st.error(esc(message), icon="🛠️")
 
 
 # ------------------------------------------------------------------ rendering
@@ -235,22 +227,18 @@ def ask(question: str, filters: dict, status: dict) -> None:
     with st.chat_message("user"):
         st.markdown(esc(question))
     turns.append({"role": "user", "content": question})
-    msg: dict = {"role": "assistant", "question": question, "corpus_hash": status.get("corpus_hash"),
-                 "asked_at": chat.now(), "filters": filters}
+    msg = chat.new_turn(question, status, filters)
     with st.chat_message("assistant"):
         slot = st.empty()
         final: list[Answer] = []
         qa, wanted = get_assistant(_env_key()), Filters(**filters)
-        try:
+
+        def stream() -> Answer:
             with slot.container():
                 st.write_stream(chat.markdown_pieces(qa.ask_stream(question, history, wanted), final))
-            msg["answer"] = final[-1]
-            msg["filter_note"] = chat.filter_note(qa, question, history, wanted, final[-1])
-        except PsyqaError as exc:
-            msg["error"] = str(exc)
-        except Exception as exc:  # noqa: BLE001 - the edge: never show a traceback
-            log.error("unexpected error while answering", exc_info=exc)
-            msg["error"] = chat.unexpected(exc, "answering")
+            return final[-1]
+
+        chat.answer_turn(msg, stream, lambda ans: chat.filter_note(qa, question, history, wanted, ans))
         turns.append(msg)
         slot.empty()
         render_answer(len(turns) - 1, msg, slot)
@@ -394,19 +382,13 @@ def main() -> None:
         for i, msg in enumerate(ss.messages):
             render_message(i, msg)
     chat_area(history, status, filters)
-    keep_crisis_resources_visible(crisis)
+    if chat.had_crisis(ss.messages):  # the crisis resources stay in the sidebar for this chat
+        crisis.error(transcript.answer_markdown(messages.CRISIS_RESPONSE), icon=STATUS_ICONS["crisis"])
     try:
         backend.caption(f"Answer backend: {get_assistant(key).backend}")
     except Exception as exc:  # noqa: BLE001
         log.error("backend unavailable", exc_info=exc)
     warm_up(key)
-
-
-def keep_crisis_resources_visible(slot) -> None:
-    """Once a message of this chat got the crisis response, the crisis resources stay on screen
-    (in the sidebar, beside whatever is asked next) until a new chat is started."""
-    if chat.had_crisis(st.session_state.messages):
-        slot.error(transcript.answer_markdown(messages.CRISIS_RESPONSE), icon=STATUS_ICONS["crisis"])
 
 
 try:

@@ -207,3 +207,39 @@ def ingest_lines(status: Mapping) -> list[str]:
         lines.append(f"last ingest run: {state['ran']} ({outcome})")
     lines += ["  " + failure_line(f) for f in state["failed"]]
     return lines
+
+
+# ------------------------------------------------------------------ a turn of the chat
+
+def new_turn(question: str, status: Mapping, filters: Mapping[str, Sequence[str]]) -> dict:
+    """The record of an assistant turn before it is answered (what the export and feedback read)."""
+    return {"role": "assistant", "question": question, "corpus_hash": status.get("corpus_hash"),
+            "asked_at": now(), "filters": dict(filters)}
+
+
+def answer_turn(msg: dict, produce, note) -> None:
+    """Fill `msg` with `produce()`'s Answer and `note(answer)`'s filter note, or with the error to
+    show instead: a PsyqaError's own message, a one-line note (and a log entry) for anything else."""
+    import logging
+
+    from assistant.errors import PsyqaError
+
+    try:
+        msg["answer"] = produce()
+        msg["filter_note"] = note(msg["answer"])
+    except PsyqaError as exc:
+        msg["error"] = str(exc)
+    except Exception as exc:  # noqa: BLE001 - the edge: never show a traceback
+        logging.getLogger("psyqa.app").error("unexpected error while answering", exc_info=exc)
+        msg["error"] = unexpected(exc, "answering")
+
+
+def index_problem(status: Mapping, auto_index: bool) -> str | None:
+    """What stops the chat from opening an index (a damaged store, none and no auto-indexing), or
+    None: the chat opens, indexing corpus/ first when there is no index yet."""
+    if status.get("damaged"):
+        return status["damaged"]
+    if not status["indexed"] and not auto_index:
+        return (f"No index yet ({status['store']}). Run `psyqa ingest` in the project folder (or "
+                "`make run`), then reload this page.")
+    return None

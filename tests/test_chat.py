@@ -263,3 +263,34 @@ def test_saved_conversations_live_in_the_feedback_database(tmp_path):
     saved.save(feedback.db_path(s), cid, CHAT)
     feedback.save(feedback.db_path(s), question="q", answer="a", chunk_ids=[], corpus_hash=None, rating=1)
     assert saved.load(feedback.db_path(s), cid) and feedback.rows(feedback.db_path(s))
+
+
+def test_a_turn_is_filled_with_the_answer_or_the_error_to_show():
+    from assistant import chat
+    from assistant.errors import PsyqaError
+
+    msg = chat.new_turn("q?", {"corpus_hash": "h"}, {"substances": ["mdma"]})
+    assert msg["role"] == "assistant" and msg["corpus_hash"] == "h" and msg["filters"] == {"substances": ["mdma"]}
+    chat.answer_turn(msg, lambda: "the answer", lambda ans: f"note on {ans}")
+    assert msg["answer"] == "the answer" and msg["filter_note"] == "note on the answer"
+
+    def fails(exc):
+        def produce():
+            raise exc
+        return produce
+
+    bad = chat.new_turn("q?", {}, {})
+    chat.answer_turn(bad, fails(PsyqaError("No index yet.")), lambda a: None)
+    assert bad["error"] == "No index yet." and "answer" not in bad
+    odd = chat.new_turn("q?", {}, {})
+    chat.answer_turn(odd, fails(RuntimeError("boom")), lambda a: None)
+    assert odd["error"] == chat.unexpected(RuntimeError("boom"), "answering")
+
+
+def test_what_stops_the_chat_from_opening_an_index():
+    from assistant import chat
+
+    assert chat.index_problem({"damaged": "x is damaged; run y", "indexed": True}, True) == "x is damaged; run y"
+    assert "psyqa ingest" in chat.index_problem({"indexed": False, "store": "data/index"}, False)
+    assert chat.index_problem({"indexed": False, "store": "data/index"}, True) is None  # indexes corpus/
+    assert chat.index_problem({"indexed": True}, False) is None
