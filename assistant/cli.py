@@ -109,18 +109,15 @@ def _log_to_stderr() -> None:
 
 
 def _disk_full(exc: BaseException, settings: Settings) -> bool:
-    import errno
-
     from chromadb.errors import InternalError
 
-    while exc is not None:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        text = str(exc).lower()
-        if "no space left" in text or "disk is full" in text or "database or disk is full" in text:
-            return True
+    from assistant.store import is_disk_full
+
+    if is_disk_full(exc):
+        return True
+    while exc is not None:  # Chroma reports a full disk as a failed compaction
         if isinstance(exc, InternalError) and _free_bytes(settings) < 16 * 1024 * 1024:
-            return True  # Chroma reports a full disk as a failed compaction
+            return True
         exc = exc.__cause__ or exc.__context__
     return False
 

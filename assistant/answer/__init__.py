@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from assistant.models import Citation, Turn
+from assistant.models import Citation, Turn, authors_of
 from assistant.settings import Settings
 
 if TYPE_CHECKING:
@@ -59,20 +59,7 @@ def citation(n: int, hit: Hit, highlight: list[tuple[int, int]]) -> Citation:
     return Citation(n=n, chunk_id=c.chunk_id, doc_id=c.doc_id, title=c.title, source=c.source,
                     section=c.section, page=c.page, url=url, passage=c.text, highlight=highlight,
                     source_type=meta.get("source_type") or "unreviewed", as_of=meta.get("as_of"),
-                    authors=_authors(meta))
-
-
-def _authors(meta: dict) -> list[str]:
-    import json
-
-    raw = meta.get("authors")
-    if not raw:
-        return []
-    try:
-        value = json.loads(str(raw))
-    except ValueError:
-        return [str(raw)]
-    return [str(a) for a in value] if isinstance(value, list) else [str(value)]
+                    authors=authors_of(meta))
 
 
 class Answerer(Protocol):
