@@ -169,10 +169,10 @@ class Assistant:
         """The texts `gather` encodes for `question` (no model): its search text and, for a
         multi-part question, each part's."""
         corpus = self._corpus_terms()
-        focus = analyse(question, corpus)
+        focus = analyse(question, corpus, self._encode_queries)
         search_text = question
         if previous:
-            before = analyse(previous, corpus)
+            before = analyse(previous, corpus, self._encode_queries)
             focus = carry(focus, before)
             own = analyse(question, corpus)
             inherited = [before.words[t] for t in before.terms if t in focus.terms and t not in own.terms]
@@ -207,6 +207,10 @@ class Assistant:
                 parts.append(Evidence(part.text, part, part_hits, self.settings.min_evidence, vec))
         return Evidence(question, focus, hits, self.settings.min_evidence, vectors[0], parts,
                         q.names)
+
+    def _encode_queries(self, texts: list[str]):
+        """Vectors of question variants, encoded as the search encodes questions."""
+        return self.services.embedder.encode([query_text(t) for t in texts])
 
     def _known(self, word: str) -> bool:
         """Whether `word` occurs in the indexed passages (the loaded BM25 vocabulary; before

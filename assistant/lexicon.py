@@ -17,7 +17,7 @@ SUBSTANCES: dict[str, tuple[str, ...]] = {
         "methylenedioxymethamphetamine", "3,4-methylenedioxymethamphetamine", "xtc",
     ),
     "psilocybin": (
-        "psilocybin", "magic mushroom", "shroom", "mushroom", "psilocin", "comp360",
+        "psilocybin", "magic mushroom", "shroom", "mushroom", "psilocin", "psilo", "comp360",
         "comp 360", "psilocybe", "psilocybe cubensis", "psilocybin-assisted therapy",
     ),
     "ketamine": (
@@ -414,7 +414,6 @@ SHORTHAND: dict[str, tuple[str, ...]] = {
     "aussie": ("Australia",), "aussies": ("Australia",), "uk": ("United Kingdom",),
     "wk": ("week",), "wks": ("weeks",), "hrs": ("hours",), "yr": ("year",), "yrs": ("years",),
     "mo": ("months",), "mos": ("months",), "diff": ("difference",), "ppl": ("people",),
-    "ph3": ("phase 3",), "ph 3": ("phase 3",), "ph2": ("phase 2",), "ph 2": ("phase 2",),
     "dummy pill": ("placebo",), "sugar pill": ("placebo",), "dummy": ("placebo",),
     "control group": ("placebo",), "control arm": ("placebo",),
     "dropout": ("discontinued", "completed"), "dropouts": ("discontinued", "completed"),
@@ -423,6 +422,9 @@ SHORTHAND: dict[str, tuple[str, ...]] = {
     "combos": ("combining", "combination"), "vape": ("inhaled",), "vaped": ("inhaled",),
     "vaping": ("inhaled",), "cohort": ("participants",), "subjects": ("participants",),
     "enrolled": ("randomised", "participants"), "sample size": ("participants",),
+    "script": ("prescription",), "scripts": ("prescriptions",),
+    "adcomm": ("advisory committee",), "ad comm": ("advisory committee",),
+    "prop": ("proposition",),
     "endpoint": ("outcome",), "endpoints": ("outcomes",), "end point": ("outcome",),
     # Routes of administration as people say them.
     "infusion": ("intravenous",), "infusions": ("intravenous",), "iv": ("intravenous",),
@@ -438,6 +440,8 @@ SHORTHAND: dict[str, tuple[str, ...]] = {
     "overdose": ("toxicity", "high doses"), "overdoses": ("toxicity", "high doses"),
     "overdosed": ("toxicity", "high doses"), "spike": ("rise", "increase"),
     "spikes": ("rise", "increase"),
+    # Trial phases as clinicians abbreviate them: ph3, ph 2b.
+    **{f"ph{sp}{n}{x}": (f"phase {n}{x}",) for sp in ("", " ") for n in "1234" for x in ("", "a", "b")},
 }
 
 _MEDICINE_ALIASES: dict[str, str] = {

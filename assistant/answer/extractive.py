@@ -32,7 +32,7 @@ import numpy as np
 
 from assistant import index, lexicon, messages
 from assistant.answer import Draft, Evidence, citation
-from assistant.answer.focus import FIGURE, FIGURE_KINDS, RESULT, Focus
+from assistant.answer.focus import FIGURE, FIGURE_KINDS, FINDING, RESULT, Focus
 from assistant.answer.terms import stems
 from assistant.answer.verify import instruction_like, numbers
 from assistant.retrieve import Hit
@@ -214,6 +214,9 @@ def judge(c: Candidate, focus: Focus, names: frozenset[str] = frozenset()) -> No
         # rate, so the measured word must be in the sentence itself.
         if c.kind_ok and focus.measured and focus.measured in covered and covered[focus.measured] < 1.0:
             c.kind_ok = False
+    elif focus.outcome:
+        # "What did COMP005 show?": a sentence that reports no finding does not answer.
+        c.kind_ok = bool(RESULT.search(c.text) or FINDING.search(c.text))
     else:
         c.kind_ok = True
     c.score = c.sim + COVERAGE_WEIGHT * c.coverage
@@ -269,6 +272,14 @@ def _names_ok(c: Candidate, focus: Focus, names: frozenset[str]) -> bool:
     for slug in focus.substances:
         if slug not in subs_all and not (slug in lexicon.CLASSIC_PSYCHEDELICS
                                          and lexicon.CLASS_WORDS.search(c.context)):
+            return False
+    if focus.conditions:
+        # A question about a condition ("any AUD trials with ketamine?") is not answered by a
+        # sentence about the substance in another setting: the sentence, the one before it or
+        # its title or section names the condition (or a narrower one: TRD for depression).
+        named = set(lexicon.find_conditions(c.context))
+        named |= {b for x in named for b in lexicon.broader(x)}
+        if not set(focus.conditions) & named:
             return False
     for generic in focus.medicines:
         classes, brands = lexicon.MEDICINES[generic]

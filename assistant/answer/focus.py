@@ -67,7 +67,14 @@ FIGURE_KINDS = ("money", "effect", "dose", "duration", "percent", "count", "date
 # that reports a result (a rate, an effect size, a p value, arm versus arm) answers them best.
 _OUTCOME = re.compile(r"\b(?:how (?:effective|well|successful)|how (?:did|does|do) (?:\S+\s+){1,4}?(?:do|fare)\b|effectiveness|efficacy|did (?:it|they|\w+) "
                       r"work|does (?:it|\w+) work|what (?:did|does) (?:\S+\s+){1,5}?(?:show|find|found)|"
-                      r"what happened)", re.I)
+                      r"what happened|what (?:were|are|was|is) the (?:\w+ )?(?:results?|findings?|outcomes?)\b|"
+                      r"\bresults? (?:of|from|in)\b|\bwhat (?:does|did) the (?:\w+ ){0,3}?evidence show)", re.I)
+# A sentence that reports a finding in words ("showed a rapid antidepressant effect", "did not
+# differ significantly"): with RESULT, what answers a question about results.
+FINDING = re.compile(r"\b(?:show(?:ed|n|s)?|f[oi]u?nd(?:s|ings?)?|reduc\w*|improv\w*|increas\w*|decreas\w*|"
+                     r"did not differ|no (?:significant )?difference|associated with|effective|superior|"
+                     r"outperform\w*|remission|respon\w*|abstinen\w*|fell|rose|lower|higher|benefit\w*|"
+                     r"efficacy|worse|better|significant\w*|effect sizes?)\b", re.I)
 # A reported result: a figure beside what it compares or measures ("64% versus 27%", "d = 1.49",
 # "fell by 15.2 points", "P=0.17", "12 of 15 abstinent").
 RESULT = re.compile(r"\bd\s?=\s?-?\d|\bp\s?[=<≤]\s?0?\.\d|\b\d+(?:\.\d+)?[- ]points?\b|"
@@ -132,7 +139,8 @@ above below to from up down in out on off over under again further then once her
 why how all any both each few more most other some such no nor not only own same so than too very
 s t can will just don should now d ll m o re ve y ain aren couldn didn doesn hadn hasn haven isn ma
 mightn mustn needn shan shouldn wasn weren won wouldn would could might must shall may also ever
-""".split())
+whats thats hows wheres whos whens whys theres heres
+""".split())  # the last line: contractions typed without their apostrophe
 # Conversational framing that says nothing about the topic (closed-class words of questions).
 _FRAMING = frozenset(stems(
     "tell explain describe know please thanks thank hi hello hey give show list summarise "
@@ -165,6 +173,7 @@ class Focus:
     known: set[str] = field(default_factory=set)       # key terms the corpus uses (or resolves)
     parts: list[Focus] = field(default_factory=list)  # multi-part questions: one focus per part
     outcome: bool = False  # "how effective / what did X show": result figures answer it best
+    conditions: list[str] = field(default_factory=list)  # condition slugs the user names
 
     @property
     def multi(self) -> bool:
@@ -229,13 +238,23 @@ _LEAD = re.compile(r"^(.{8,120}?):\s+(?=(?:what|which|who|when|where|why|how|is|
                    r"do|did)\b)", re.I)
 
 
-def analyse(question: str, corpus: CorpusTerms | None) -> Focus:
+def analyse(question: str, corpus: CorpusTerms | None, encode=None) -> Focus:
     """The focus of `question`; with `corpus`, key terms are weighted by their specificity in it
-    and names are taken from it. Multi-part questions get one focus per part in `parts`."""
+    and names are taken from it. Multi-part questions get one focus per part in `parts`.
+
+    `encode` (texts -> unit vectors, the embedding model): a word the corpus never uses that
+    carries little of the question's meaning ("my nephew asks ...", "for my lecture slides") is
+    framing, not a topic the corpus lacks (`framing_words`)."""
     focus = _focus(question, corpus)
     parts = split_parts(question)
     if len(parts) > 1:
         focus.parts = [_focus(p, corpus) for p in parts]
+    if encode is not None and (focus.unknown or any(p.unknown for p in focus.parts)):
+        framing = framing_words(_CARRIED.sub("", question),
+                                {*focus.unknown, *(u for p in focus.parts for u in p.unknown)}, encode)
+        for f in (focus, *focus.parts):
+            _demote(f, framing)
+    if len(parts) > 1:
         # A part that names no substance or thing of its own is about the question's subject.
         for part in focus.parts:
             if not part.substances and not part.names:
@@ -259,6 +278,42 @@ PEOPLE = frozenset(stems("people person patients participants adults subjects in
 _TOPIC_ONLY = re.compile(r"^(?:and\s+|so\s+|ok(?:ay)?\s*,?\s*)?(?:what|how)\s+about\b", re.I)
 # The trailing context a rewritten follow-up carries: "(about MDMA for PTSD)".
 _CARRIED = re.compile(r"\s*\((?:about|for) [^()]*\)\s*$")
+
+
+# A word the corpus never uses is framing when removing it from the question moves the question's
+# embedding less than this fraction of what removing its most meaningful word does.
+FRAMING_IMPORTANCE = 0.2
+_CONTENT = re.compile(r"[A-Za-z][\w'-]*")
+
+
+def framing_words(question: str, unknown: set[str], encode) -> set[str]:
+    """The `unknown` words that carry little of `question`'s meaning, by the embedding model:
+    each content word is left out in turn, and a word whose absence moves the question's vector
+    far less than the most meaningful word's does is framing ("nephew" in "my nephew asks if
+    shrooms cured smokers"), while the topic the corpus lacks ("kratom" in "can kratom help with
+    opioid withdrawal") moves it most."""
+    content = list(dict.fromkeys(w for w in _CONTENT.findall(question)
+                                 if w.lower() not in FUNCTION_WORDS and len(w) >= 3))
+    if len(content) < 2:
+        return set()
+    texts = [question] + [re.sub(rf"(?<![\w-]){re.escape(w)}(?![\w-])", " ", question) for w in content]
+    vectors = encode(texts)
+    drops = {w.lower(): 1.0 - float(vectors[0] @ v) for w, v in zip(content, vectors[1:])}
+    top = max(drops.values())
+    if top <= 0:
+        return set()
+    return {u for u in unknown if u in drops and drops[u] / top < FRAMING_IMPORTANCE}
+
+
+def _demote(focus: Focus, framing: set[str]) -> None:
+    """`framing` words are no topic of `focus`: not unknown, and weighed as everyday words."""
+    if not framing or not focus.unknown:
+        return
+    focus.unknown = [u for u in focus.unknown if u not in framing]
+    for st, w in list(focus.words.items()):
+        if w in framing and st in focus.terms:
+            focus.terms[st] *= EVERYDAY_UNUSED
+            focus.known.add(st)
 
 
 def carry(focus: Focus, previous: Focus) -> Focus:
@@ -328,6 +383,7 @@ def _focus(text: str, corpus: CorpusTerms | None) -> Focus:
     carried = _CARRIED.search(text)
     own = text[:carried.start()] if carried else text
     focus = _analyse_text(text, corpus)
+    focus.conditions = lexicon.find_conditions(own)
     if carried:
         own_words = set(re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", lexicon.normalize(own)))
         focus.names = [n for n in focus.names if n in own_words]
@@ -345,7 +401,12 @@ def has_subject(question: str) -> bool:
                 or re.search(r"(?<!^)(?<![.?!]\s)\b[A-Z][a-z]+", own.strip()))
 
 
+# A figure typed against its unit ("10mg", "25mg/kg"): the figure and the unit.
+_GLUED = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)?)(mg/kg|mg|mcg|µg|μg|ug|g|ml|kg|ms|h|hrs?|wks?|mos?)\b", re.I)
+
+
 def _analyse_text(text: str, corpus: CorpusTerms | None) -> Focus:
+    text = _GLUED.sub(r"\1 \2", text)
     norm = lexicon.normalize(text)
     kind = next((k for k, rx in _KINDS if rx.search(norm)), None)
     if kind == "percent" and _POLAR.search(norm) and not _KINDS_BY["percent"].search(norm.replace("%", " ")):
@@ -430,6 +491,12 @@ def _analyse_text(text: str, corpus: CorpusTerms | None) -> Focus:
                       or _resolved_by(w, resolved)):
                     weight = general * 0.5  # covered through what it stands for
                     known.add(st)
+                elif w not in everyday and (full := _completion(st, corpus)):
+                    aliases.setdefault(st, set()).add(full)  # shortened: "cigs", "psilo"
+                    weight = corpus.idf(full) / corpus.max_idf * general
+                    known.add(st)
+                elif w not in everyday and _function_typo(w):
+                    continue  # "wats", "whats": a question word mistyped
                 elif general >= 0.5 and len(w) >= 4:
                     unknown.append(w)  # a specific word the corpus never uses
                 elif substances or medicine_words or condition_words:
@@ -462,6 +529,23 @@ def _analyse_text(text: str, corpus: CorpusTerms | None) -> Focus:
                  medicines=lexicon.find_medicines(text), terms=terms, words=shown, aliases=aliases,
                  unknown=unknown, figures=figures, known=known, counted=counted, measured=measured,
                  outcome=kind is None and bool(_OUTCOME.search(norm)))
+
+
+def _completion(stem: str, corpus: CorpusTerms) -> str | None:
+    """The corpus stem a shortened word most likely stands for: the most frequent corpus stem it
+    begins ("cig" -> "cigarett", "psilo" -> "psilocybin"); None when none does."""
+    if len(stem) < 3:
+        return None
+    longer = [v for v in corpus.df if len(v) > len(stem) + 1 and v.startswith(stem)]
+    return max(longer, key=lambda v: (corpus.df[v], v)) if longer else None
+
+
+def _function_typo(word: str) -> bool:
+    """A short word one letter away from an English function word ("wats", "whta")."""
+    from rapidfuzz.distance import Levenshtein
+
+    return 4 <= len(word) <= 5 and any(len(f) >= 3 and f[0] == word[0] and Levenshtein.distance(word, f) <= 1
+                                  for f in FUNCTION_WORDS)
 
 
 def _forms(stem: str, vocab: tuple[str, ...]) -> set[str]:
