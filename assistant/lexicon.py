@@ -74,7 +74,7 @@ CONDITIONS: dict[str, tuple[str, ...]] = {
     ),
     "tobacco-use-disorder": (
         "tobacco use disorder", "smoking", "smoking cessation", "nicotine", "tobacco",
-        "cigarette", "smoker", "tobacco addiction", "nicotine dependence",
+        "cigarette", "cigarettes", "cigs", "smoker", "tobacco addiction", "nicotine dependence",
     ),
     "anxiety": (
         "anxiety", "gad", "generalized anxiety", "generalised anxiety",
@@ -410,7 +410,7 @@ SHORTHAND: dict[str, tuple[str, ...]] = {
     "sae": ("serious adverse event",), "saes": ("serious adverse events",),
     "rct": ("randomised controlled trial",), "rcts": ("randomised controlled trials",),
     "bp": ("blood pressure",), "hr": ("heart rate",), "ekg": ("ECG",), "ecg": ("ECG",),
-    "od": ("overdose",), "vets": ("veterans",), "vet": ("veteran",),
+    "od": ("overdose",), "vets": ("veterans",), "vet": ("veteran",), "special ops": ("special operations",),
     "aussie": ("Australia",), "aussies": ("Australia",), "uk": ("United Kingdom",),
     "wk": ("week",), "wks": ("weeks",), "hrs": ("hours",), "yr": ("year",), "yrs": ("years",),
     "mo": ("months",), "mos": ("months",), "diff": ("difference",), "ppl": ("people",),

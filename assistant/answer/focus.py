@@ -41,7 +41,9 @@ _KINDS: list[tuple[str, re.Pattern[str]]] = [(k, re.compile(p, re.I)) for k, p i
     ("effect", r"\b(?:by how (?:many|much)|how many (?:points?|madrs|units)|effect size|"
                r"mean difference|how big (?:was|is) the (?:effect|difference)|cohen'?s d|odds ratio|"
                r"how much (?:higher|lower|bigger|smaller)|"
-               r"\bdiff(?:erence)?\b (?:vs|versus|from|between)|how much (?:better|worse|more|less|larger|greater))"),
+               r"\bdiff(?:erence)?\b (?:vs|versus|from|between)|how much (?:better|worse|more|less|larger|greater)|"
+               r"how (?:much|far) (?:did|does|do|was|were|is|are) (?:\S+\s+){1,5}?(?:drop|fall|fell|change|"
+               r"improve|decline|decrease|reduce|rise|increase|go down|go up|shift|move)\w*)"),
     ("dose", r"\b(?:what (?:oral |iv |intravenous |single |starting |maximum |typical )?dos(?:e|es|age|ing)|"
              r"(?:what|which)(?:\s+\S+){0,4}?\s+dos(?:e|es|age)s?\b(?!\s+(?:session|day))|"
              r"dos(?:e|es) in (?:mg|micrograms?)|"
