@@ -129,6 +129,12 @@ def no_figure(kind: str, key: list[str], names: list[str]) -> str:
             "no passage states it.")
 
 
+def no_result(names: list[str]) -> str:
+    """The sources discuss what a question about results names, but report no finding of it."""
+    where = f" for {', '.join(_display(n) for n in names)}" if names else ""
+    return f"The curated sources report no results{where}: no passage states a finding."
+
+
 def not_for(names: list[str], key: list[str]) -> str:
     """Passages cover the question's terms, but for other trials, drugs or places than asked."""
     what = f" about {_quoted(key)}" if key else ""

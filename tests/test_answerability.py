@@ -140,3 +140,26 @@ def test_a_question_about_another_substance_does_not_inherit_the_previous_trial(
                  "the placebo group no longer met PTSD criteria. [1]")])
     assert ans.status == "answered"
     assert "MAPP" not in ans.answer and "suicidal ideation" in ans.answer, ans.answer
+
+
+# ----------------------------------------------------------------------------- framing, conditions, results
+
+def test_framing_words_the_corpus_never_uses_do_not_make_a_question_out_of_scope(qa):
+    ans = ask(qa, "for my lecture slides: what was the FDA advisory committee vote on whether MDMA is effective?")
+    assert ans.status == "answered"
+    assert "9–2" in ans.answer and "does not appear" not in ans.answer
+    ans = ask(qa, "in a nutshell, how many sites did MAPP2 run at")
+    assert ans.status == "answered" and "13 sites" in ans.answer
+
+
+def test_a_question_about_a_condition_is_not_answered_from_another_setting(qa):
+    ans = ask(qa, "Has ketamine been trialled for alcohol use disorder?")
+    assert ans.status == "no_evidence" and ans.citations == []
+    assert "alcohol use disorder" in ans.answer.lower() and "ketamine" in ans.answer.lower()
+
+
+def test_a_question_about_results_is_not_answered_by_a_sentence_that_reports_none(qa):
+    # the corpus says only that the MM120 phase 3 trials began
+    ans = ask(qa, "What results has the Panorama phase 3 trial of MM120 reported?")
+    assert ans.status == "no_evidence"
+    assert "report no results" in ans.answer and "Panorama" in ans.answer

@@ -86,3 +86,70 @@ def test_result_questions_prefer_result_sentences(question, outcome):
 def test_the_number_of_a_phase_is_not_a_figure_the_answer_must_state():
     focus = analyse("Did the MDMA phase 3 trials show benefit lasting past the 18-week endpoint?", None)
     assert focus.figures == ["18"]
+
+
+# ----------------------------------------------------------------------------- informal wording
+
+def test_a_word_the_corpus_never_uses_is_framing_only_when_the_question_barely_needs_it(embedder):
+    from assistant.answer.focus import framing_words
+
+    q = "for my lecture slides: what was the FDA advisory committee vote on MDMA for PTSD"
+    framing = framing_words(q, {"lecture", "slides"}, embedder.encode)
+    assert set(framing) == {"lecture", "slides"} and all(0 <= r < 0.2 for r in framing.values())
+    # the topic the corpus lacks carries the question: it stays a missing topic
+    assert framing_words("can kratom help with opioid withdrawal", {"kratom"}, embedder.encode) == {}
+    assert framing_words("Is zuranolone approved for postpartum depression?", {"zuranolone"},
+                         embedder.encode) == {}
+
+
+def test_framing_words_are_not_reported_missing_and_weigh_as_everyday_words(embedder):
+    corpus = CorpusTerms(df={"fda": 20, "advisori": 5, "committe": 5, "vote": 3, "mdma": 40}, chunks=100,
+                         names=frozenset())
+    q = "for my lecture slides: what was the FDA advisory committee vote on MDMA"
+    plain = analyse(q, corpus)
+    framed = analyse(q, corpus, embedder.encode)
+    assert "slides" in plain.unknown and "slides" not in framed.unknown
+    assert framed.terms["slide"] < plain.terms["slide"]
+
+
+def test_shortened_and_mistyped_words_resolve_to_what_they_stand_for():
+    from assistant.answer.focus import _completion, _function_typo
+
+    corpus = CorpusTerms(df={"psilocybin": 50, "psilocin": 10, "cigarett": 2}, chunks=100, names=frozenset())
+    assert _completion("psilo", corpus) == "psilocybin"  # the most frequent completion
+    assert _completion("cig", corpus) == "cigarett"
+    assert _completion("ps", corpus) is None            # too short to say
+    assert _function_typo("wats") and _function_typo("whats")
+    assert not _function_typo("kratom") and not _function_typo("salvia")
+    focus = analyse("does psilo help heavy drinkers, wats the heavy drinking days numbers", corpus)
+    assert focus.substances == ["psilocybin"] and "wats" not in focus.unknown
+
+
+def test_a_figure_typed_against_its_unit_and_a_shortened_phase_are_read():
+    assert analyse("did the 10mg dose do anything vs 1mg", None).figures == ["10", "1"]
+    assert "phase 2b" in lexicon.resolve_terms("toad venom drug ph2b results")
+    assert "phase 3" in lexicon.resolve_terms("the ph 3 trials")
+
+
+@pytest.mark.parametrize("question,kind", [
+    ("how much did ptsd scores drop on mdma vs placebo in the first ph3 trial", "effect"),
+    ("ok now the 5-meo ph2b, how much did madrs change vs placebo", "effect"),
+    ("How much psilocybin was given in COMP005?", "dose"),
+])
+def test_how_much_a_score_moved_is_an_effect_not_a_dose(question, kind):
+    assert analyse(question, None).kind == kind
+
+
+@pytest.mark.parametrize("question", [
+    "What were the primary results of the Panorama trial?",
+    "What does the clinical trial evidence show for mescaline in depression?",
+    "results of the Hopkins smoking pilot",
+])
+def test_questions_about_results_are_result_questions(question):
+    assert analyse(question, None).outcome
+
+
+def test_the_conditions_the_user_names_are_part_of_the_focus():
+    assert analyse("any AUD trials w ketamine", None).conditions == ["alcohol-use-disorder"]
+    # a condition carried by a follow-up's rewrite does not gate
+    assert analyse("and the side effects? (about MDMA for PTSD)", None).conditions == []

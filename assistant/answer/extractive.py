@@ -440,10 +440,12 @@ def _missing(cands: list[Candidate], focus: Focus) -> str:
     if focus.unknown:
         return messages.not_in_sources(focus.unknown)
     key = [focus.words[t] for t, w in sorted(focus.terms.items(), key=lambda x: -x[1]) if w >= 0.5][:3]
-    names = focus.names + [lexicon.DISPLAY_NAMES.get(s, s) for s in focus.substances]
+    names = focus.names + [lexicon.DISPLAY_NAMES.get(s, s) for s in focus.substances + focus.conditions]
     about = [c for c in cands if c.coverage >= 0.5]
     if focus.kind in FIGURE_KINDS and any(c.names_ok for c in about) and not any(c.answers for c in about):
         return messages.no_figure(focus.kind, key, names)
+    if focus.outcome and any(c.names_ok for c in about) and not any(c.answers for c in about):
+        return messages.no_result(names)
     if about and not any(c.names_ok for c in about):
         return messages.not_for(names, key)
     return messages.not_mentioned(key, names)

@@ -70,6 +70,7 @@ FIGURE_KINDS = ("money", "effect", "dose", "duration", "percent", "count", "date
 _OUTCOME = re.compile(r"\b(?:how (?:effective|well|successful)|how (?:did|does|do) (?:\S+\s+){1,4}?(?:do|fare)\b|effectiveness|efficacy|did (?:it|they|\w+) "
                       r"work|does (?:it|\w+) work|what (?:did|does) (?:\S+\s+){1,5}?(?:show|find|found)|"
                       r"what happened|what (?:were|are|was|is) the (?:\w+ )?(?:results?|findings?|outcomes?)\b|"
+                      r"\bwhat (?:\w+ )?(?:results?|findings?)\b|"
                       r"\bresults? (?:of|from|in)\b|\bwhat (?:does|did) the (?:\w+ ){0,3}?evidence show)", re.I)
 # A sentence that reports a finding in words ("showed a rapid antidepressant effect", "did not
 # differ significantly"): with RESULT, what answers a question about results.
@@ -288,8 +289,9 @@ FRAMING_IMPORTANCE = 0.2
 _CONTENT = re.compile(r"[A-Za-z][\w'-]*")
 
 
-def framing_words(question: str, unknown: set[str], encode) -> set[str]:
-    """The `unknown` words that carry little of `question`'s meaning, by the embedding model:
+def framing_words(question: str, unknown: set[str], encode) -> dict[str, float]:
+    """The `unknown` words that carry little of `question`'s meaning, with how much of it they
+    carry relative to its most meaningful word, by the embedding model:
     each content word is left out in turn, and a word whose absence moves the question's vector
     far less than the most meaningful word's does is framing ("nephew" in "my nephew asks if
     shrooms cured smokers"), while the topic the corpus lacks ("kratom" in "can kratom help with
@@ -297,24 +299,40 @@ def framing_words(question: str, unknown: set[str], encode) -> set[str]:
     content = list(dict.fromkeys(w for w in _CONTENT.findall(question)
                                  if w.lower() not in FUNCTION_WORDS and len(w) >= 3))
     if len(content) < 2:
-        return set()
-    texts = [question] + [re.sub(rf"(?<![\w-]){re.escape(w)}(?![\w-])", " ", question) for w in content]
+        return {}
+
+    def without(ws) -> str:
+        out = question
+        for w in ws:
+            out = re.sub(rf"(?<![\w-]){re.escape(w)}(?![\w-])", " ", out)
+        return out
+
+    low = [w for w in content if w.lower() in unknown]
+    texts = [question] + [without([w]) for w in content] + ([without(low)] if len(low) > 1 else [])
     vectors = encode(texts)
-    drops = {w.lower(): 1.0 - float(vectors[0] @ v) for w, v in zip(content, vectors[1:])}
+    drops = {w.lower(): 1.0 - float(vectors[0] @ v) for w, v in zip(content, vectors[1:len(content) + 1])}
     top = max(drops.values())
     if top <= 0:
-        return set()
-    return {u for u in unknown if u in drops and drops[u] / top < FRAMING_IMPORTANCE}
+        return {}
+    framing = {u: drops[u] / top for u in unknown if u in drops and drops[u] / top < FRAMING_IMPORTANCE}
+    if len(framing) > 1:
+        # Words that stand in for each other ("pregnant or breastfeeding") each matter little
+        # while the other stays: together they must still matter less than the main word.
+        joint = 1.0 - float(vectors[0] @ encode([without([w for w in low if w.lower() in framing])])[0])
+        if joint >= top:
+            return {}
+    return framing
 
 
-def _demote(focus: Focus, framing: set[str]) -> None:
-    """`framing` words are no topic of `focus`: not unknown, and weighed as everyday words."""
+def _demote(focus: Focus, framing: dict[str, float]) -> None:
+    """`framing` words are not topics the corpus lacks; as key terms they weigh in proportion to
+    how much of the question they carry ("nutshell" next to nothing, "nursing" a little)."""
     if not framing or not focus.unknown:
         return
     focus.unknown = [u for u in focus.unknown if u not in framing]
     for st, w in list(focus.words.items()):
         if w in framing and st in focus.terms:
-            focus.terms[st] *= EVERYDAY_UNUSED
+            focus.terms[st] *= framing[w] / FRAMING_IMPORTANCE
             focus.known.add(st)
 
 
