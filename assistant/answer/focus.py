@@ -74,7 +74,9 @@ _OUTCOME = re.compile(r"\b(?:how (?:effective|well|successful)|how (?:did|does|d
                       r"\bresults? (?:of|from|in)\b|\bwhat (?:does|did) the (?:\w+ ){0,3}?evidence show)", re.I)
 # A sentence that reports a finding in words ("showed a rapid antidepressant effect", "did not
 # differ significantly"): with RESULT, what answers a question about results.
-FINDING = re.compile(r"\b(?:show(?:ed|n|s)?|f[oi]u?nd(?:s|ings?)?|reduc\w*|improv\w*|increas\w*|decreas\w*|"
+FINDING = re.compile(r"\b(?:showed|shown to|shows? (?:a|an|that|no|benefit|improvement)|found (?:that|a|an|no|"
+                     r"significant|large|greater|lower|higher|seizures|\d)|findings?|reduc\w*|improv\w*|"
+                     r"increas\w*|decreas\w*|"
                      r"did not differ|no (?:significant )?difference|associated with|effective|superior|"
                      r"outperform\w*|remission|respon\w*|abstinen\w*|fell|rose|lower|higher|benefit\w*|"
                      r"efficacy|worse|better|significant\w*|effect sizes?)\b", re.I)
@@ -449,7 +451,7 @@ def _analyse_text(text: str, corpus: CorpusTerms | None) -> Focus:
         if mm and mm.group(1) not in FUNCTION_WORDS and stems(mm.group(1)):
             measured = stems(mm.group(1))[0]
     # Figures the question states; not years, and not the number of a phase ("phase 3 trials").
-    figures = [m.group() for m in re.finditer(r"(?<![\w.-])(?<!phase )(?<!Phase )\d+(?:[.,]\d+)?(?:\s?%)?(?![\w.])", text)
+    figures = [m.group() for m in re.finditer(r"(?<![\w.-])(?<!phase )(?<!Phase )\d+(?:[.,]\d+)?(?:\s?%)?(?![\w.])(?!-(?!" + _UNIT_TIME + r"\b|points?\b|mg\b)[a-z])", text, re.I)
                if not re.fullmatch(r"(?:19|20)\d\d", m.group().strip())]
 
     resolved = lexicon.resolve_terms(text)
@@ -467,6 +469,8 @@ def _analyse_text(text: str, corpus: CorpusTerms | None) -> Focus:
     vocab = tuple(corpus.df) if corpus else ()
     condition_words = {w for slug in lexicon.find_conditions(text) for a in lexicon.CONDITIONS[slug]
                        for w in re.findall(r"[a-z0-9]+", a)}
+    substance_words = {w for slug in substances for a in lexicon.SUBSTANCES[slug]
+                       if lexicon._has_term(norm, a) for w in re.findall(r"[a-z0-9]+", a)}
     medicine_words = {w for g in lexicon.find_medicines(text)
                       for a in (g, *lexicon.MEDICINES[g][1]) for w in re.findall(r"[a-z0-9]+", a)}
     # Hyphenated names the corpus uses whole ("GH001-TRD-201", "Palhano-Fontes").
@@ -484,7 +488,7 @@ def _analyse_text(text: str, corpus: CorpusTerms | None) -> Focus:
             continue
         if any(ch.isdigit() for ch in w) and sum(ch.isalpha() for ch in w) < 2:
             continue  # "31m", "2x": not a word, not a name
-        if lexicon.find_substances(w) or w in inside or w in medicine_words:
+        if lexicon.find_substances(w) or w in inside or w in medicine_words or w in substance_words:
             continue  # substances, co-medications and names are checked as such
         if corpus and w in corpus.names and w not in condition_words and (
                 _CODE.search(w) or w in capitalised or specificity(w) >= 0.3):
