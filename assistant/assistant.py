@@ -6,6 +6,8 @@ handling happen here in code, before retrieval, so no passage or model can chang
 
 from __future__ import annotations
 
+import re
+
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +31,19 @@ from assistant.text import clean_user_text
 # Source types whose sentences are claims, not evidence (see extractive.reviewed).
 CLAIM_TYPES = frozenset({"opinion", "news", "unreviewed"})
 assert not CLAIM_TYPES & REVIEWED_TYPES
+
+
+def _swap_names(previous: str, names: list[str], own) -> str | None:
+    """The previous question about the one thing a follow-up names instead ("and in MAPP2?"
+    after "how did the MDMA arm do in MAPP1?" searches "how did the MDMA arm do in MAPP2?"): a
+    follow-up that names a trial or author and asks nothing of its own asks the same again."""
+    new = [n for n in own.names if n not in names]
+    old = [n for n in names if n not in own.names]
+    if len(new) != 1 or len(old) != 1 or sum(own.terms.values()) >= 0.5:
+        return None
+    text = re.sub(rf"(?<![\w-]){re.escape(old[0])}(?![\w-])", new[0].upper() if any(ch.isdigit() for ch in new[0])
+                  else new[0].title(), previous, flags=re.I)
+    return text if text != previous else None
 
 
 class Assistant:
@@ -180,6 +195,9 @@ class Assistant:
             inherited += [m for m in focus.medicines if m not in own.medicines]
             if inherited:
                 search_text = f"{question} {' '.join(inherited)}"
+            swapped = _swap_names(previous, before.names, own)
+            if swapped:
+                search_text = swapped
         # A part that names nothing of its own is searched with the question's subject.
         subject = " ".join([n for n in focus.names] + [DISPLAY_NAMES.get(x, x) for x in focus.substances])
         part_texts = [p.text if (p.names != focus.names or not subject) and p.substances != focus.substances

@@ -129,7 +129,7 @@ class HybridSearch:
             return []
         lex_norm = normalise_lexical(cands.lexical, cands.ids)
         sims = cands.similarities(cands.query)
-        boost = author_boost(query, cands) if mode == "hybrid" else {}
+        boost = {**code_boost(query, cands), **author_boost(query, cands)} if mode == "hybrid" else {}
         fused = boosted(fuse(cands.ids, sims, lex_norm, self.lexical_weight, mode), boost)
         if mode == "hybrid" and self.prf_weight > 0 and len(cands.vec_ids) > PRF_DOCS:
             # Dense pseudo-relevance feedback: move the query towards its best fused passages and
@@ -304,6 +304,21 @@ def author_boost(query: str, cands: Candidates) -> dict[str, float]:
                 out[cid] = AUTHOR_BOOST
                 break
     return out
+
+
+_TRIAL_CODE = re.compile(r"(?<![\w-])[a-z]{2,}-?\d{1,}[a-z\d]*(?![\w])")
+
+
+def code_boost(query: str, cands: Candidates) -> dict[str, float]:
+    """AUTHOR_BOOST for each candidate that names a trial code the query names (MAPP2, COMP005,
+    GH001): "and in MAPP2?" is about the passages that say MAPP2, which a question's other words
+    ("how did the MDMA arm do") would otherwise outrank with MAPP1's."""
+    codes = set(_TRIAL_CODE.findall(lexicon.normalize(query)))
+    if not codes:
+        return {}
+    pats = [re.compile(rf"(?<![\w-]){re.escape(c)}(?![\w])") for c in codes]
+    return {cid: AUTHOR_BOOST for cid in cands.ids
+            if any(p.search(lexicon.normalize(cands.found[cid][0])) for p in pats)}
 
 
 def boosted(fused: dict[str, float], boost: dict[str, float]) -> dict[str, float]:

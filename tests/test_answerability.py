@@ -163,3 +163,28 @@ def test_a_question_about_results_is_not_answered_by_a_sentence_that_reports_non
     ans = ask(qa, "What results has the Panorama phase 3 trial of MM120 reported?")
     assert ans.status == "no_evidence"
     assert "report no results" in ans.answer and "Panorama" in ans.answer
+
+
+# ----------------------------------------------------------------------------- trials by name
+
+def test_a_results_question_about_a_trial_leads_with_that_trials_result(qa):
+    ans = ask(qa, "What did MAPP2 find?")
+    assert ans.status == "answered"
+    first = sentences(ans)[0]
+    assert "MAPP2" in first and "71.2%" in first  # not its demographics
+
+
+def test_a_follow_up_naming_another_trial_asks_the_previous_question_of_it(qa):
+    ans = ask(qa, "and in MAPP2?", [U("how did the MDMA arm do in MAPP1?"),
+                                    A("At the MAPP1 primary endpoint 67% of the MDMA group versus 32% of "
+                                      "the placebo group no longer met PTSD criteria [1].")])
+    assert ans.status == "answered"
+    first = sentences(ans)[0]
+    assert "71.2%" in first and "67%" not in first
+
+
+def test_a_carried_word_the_corpus_never_uses_does_not_sink_a_follow_up(qa):
+    ans = ask(qa, "how many deaths were reported from that",
+              [U("which antidepressant is deadly with MDMA"),
+               A("MDMA combined with the MAO-A inhibitor moclobemide has caused fatal serotonin toxicity [1].")])
+    assert ans.status == "answered" and "Finland" in ans.answer

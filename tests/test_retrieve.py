@@ -403,3 +403,11 @@ def test_sentence_vectors_round_trip_through_metadata():
     assert np.abs(back @ vecs.T - vecs @ vecs.T).max() < 0.01  # int8 keeps cosines to 0.01
     assert index.sentences({}) is None
     assert index.sentences({index.SENTENCE_SPANS: "[[0, 1]]", index.SENTENCE_VECTORS: "x:garbage"}) is None
+
+
+def test_trial_codes_in_a_query_are_read_as_codes():
+    from assistant.retrieve import _TRIAL_CODE
+
+    assert set(_TRIAL_CODE.findall("how did the mdma arm do in mapp2 and comp005, gh001-trd-201?")) >= {
+        "mapp2", "comp005", "gh001"}
+    assert _TRIAL_CODE.findall("the 5-meo-dmt phase 2b trial at 6 months") == []

@@ -365,6 +365,8 @@ def choose(cands: list[Candidate], focus: Focus, names: frozenset[str], min_p: f
         options = [c for c in pool if c.answers] if first else pool
         if first and any(reviewed(c.hit) for c in options):
             options = [c for c in options if reviewed(c.hit)]
+        if first and focus.outcome and any(RESULT.search(c.text) for c in options):
+            options = [c for c in options if RESULT.search(c.text)]  # a result leads a results answer
         if not first and len(picked) >= MIN_SENTENCES:
             options = [c for c in options if c.score >= best - SELECT_MARGIN]
         if not options:

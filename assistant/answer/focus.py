@@ -83,7 +83,7 @@ FINDING = re.compile(r"\b(?:showed|shown to|shows? (?:a|an|that|no|benefit|impro
 # A reported result: a figure beside what it compares or measures ("64% versus 27%", "d = 1.49",
 # "fell by 15.2 points", "P=0.17", "12 of 15 abstinent").
 RESULT = re.compile(r"\bd\s?=\s?-?\d|\bp\s?[=<≤]\s?0?\.\d|\b\d+(?:\.\d+)?[- ]points?\b|"
-                    r"\d(?:[.,]\d+)?\s?%[^.;]*\b(?:versus|vs\b|compared|placebo|control|respon|remission|"
+                    r"\d(?:[.,]\d+)?\s?%[^.;]*\b(?:versus|vs\b|compared|respon|remission|"
                     r"abstinen|quit|no longer|reduc|fell|improv)|"
                     r"\b(?:versus|vs\.?|compared with)\s[^.;]*\d(?:[.,]\d+)?\s?%|"
                     r"\b(?:respon\w*|remission|remitted|abstinent|quit)\b[^.;]*\d(?:[.,]\d+)?\s?%|"
@@ -346,7 +346,9 @@ def carry(focus: Focus, previous: Focus) -> Focus:
         return focus
     own = sum(focus.terms.values())
     for st, w in previous.terms.items():
-        if st not in focus.terms and (own < 0.5 or w >= 0.5):
+        # A word the corpus never uses ("deadly" in "which antidepressant is deadly w mdma") is no
+        # term a passage can cover: it does not carry.
+        if st not in focus.terms and st in previous.known and (own < 0.5 or w >= 0.5):
             focus.terms[st] = 0.7 * w
             focus.words.setdefault(st, previous.words.get(st, st))
             if st in previous.known:
