@@ -424,7 +424,7 @@ SHORTHAND: dict[str, tuple[str, ...]] = {
     "enrolled": ("randomised", "participants"), "sample size": ("participants",),
     "script": ("prescription",), "scripts": ("prescriptions",),
     "adcomm": ("advisory committee",), "ad comm": ("advisory committee",),
-    "prop": ("proposition",),
+    "prop": ("proposition",), "ip": ("intellectual property",),
     "endpoint": ("outcome",), "endpoints": ("outcomes",), "end point": ("outcome",),
     # Routes of administration as people say them.
     "infusion": ("intravenous",), "infusions": ("intravenous",), "iv": ("intravenous",),

@@ -188,3 +188,8 @@ def test_a_carried_word_the_corpus_never_uses_does_not_sink_a_follow_up(qa):
               [U("which antidepressant is deadly with MDMA"),
                A("MDMA combined with the MAO-A inhibitor moclobemide has caused fatal serotonin toxicity [1].")])
     assert ans.status == "answered" and "Finland" in ans.answer
+
+
+def test_how_many_people_did_something_is_answered_by_the_share_who_did(qa):
+    ans = ask(qa, "how many participants in the MDMA phase 3 trials correctly guessed their allocation?")
+    assert ans.status == "answered" and "90%" in ans.answer and "75%" in ans.answer

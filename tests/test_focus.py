@@ -153,3 +153,13 @@ def test_the_conditions_the_user_names_are_part_of_the_focus():
     assert analyse("any AUD trials w ketamine", None).conditions == ["alcohol-use-disorder"]
     # a condition carried by a follow-up's rewrite does not gate
     assert analyse("and the side effects? (about MDMA for PTSD)", None).conditions == []
+
+
+@pytest.mark.parametrize("question,counted", [
+    ("In the lithium report analysis, how many needed medical attention?", "peopl"),  # by the verb
+    ("how many died in the review", "peopl"),
+    ("how many licensed service centers are there in Oregon", "center"),  # a participle, then the noun
+    ("How many participants were randomised in MAPP1?", "particip"),
+])
+def test_how_many_counts_people_when_a_verb_follows(question, counted):
+    assert analyse(question, None).counted == counted

@@ -210,6 +210,8 @@ def judge(c: Candidate, focus: Focus, names: frozenset[str] = frozenset()) -> No
             c.kind_ok = bool(re.search(r"\d\s?[–-]?\s?\d*\s?" + focus.unit + r"\b", c.text, re.I))
         if c.kind_ok and focus.kind == "count" and focus.counted:
             c.kind_ok = _counts(c.text, focus)
+        if not c.kind_ok and focus.kind == "count" and _counts_people(focus) and FIGURE["percent"].search(c.text):
+            c.kind_ok = True  # "how many guessed their arm": "90% of MDMA-arm participants"
         # A figure sentence must say what it measures: a "remission rate" is not met by a response
         # rate, so the measured word must be in the sentence itself.
         if c.kind_ok and focus.measured and focus.measured in covered and covered[focus.measured] < 1.0:
@@ -225,6 +227,12 @@ def judge(c: Candidate, focus: Focus, names: frozenset[str] = frozenset()) -> No
     if focus.figures and all(covered.get(f.strip().rstrip("%").strip(), 0.0) >= 1.0 for f in focus.figures):
         c.score += RESULT_BONUS  # it states the very figure the question asks about
     c.p = answerability(c)
+
+
+def _counts_people(focus: Focus) -> bool:
+    from assistant.answer.focus import PEOPLE
+
+    return focus.counted is not None and bool(({focus.counted} | focus.aliases.get(focus.counted, set())) & PEOPLE)
 
 
 def _counts(text: str, focus: Focus) -> bool:

@@ -447,6 +447,10 @@ def _analyse_text(text: str, corpus: CorpusTerms | None) -> Focus:
         cm = re.search(r"\bhow many\s+(?:\w+\s+){0,2}?(\w{3,})\b(?=\s+(?:were|was|are|is|did|do|does|had|have|has|got|in|took|received|died|at|on|who)\b|\s*[?,]|$)", norm)
         if cm and cm.group(1) not in FUNCTION_WORDS:
             counted = stems(cm.group(1))[0] if stems(cm.group(1)) else None
+        # "how many needed medical attention", "how many guessed their arm": the people who did it;
+        # "how many licensed service centers": a participle before the plural noun counted.
+        if re.search(r"\bhow many\s+\w+ed\b(?!\s+(?:\w+\s+)?\w+s\b)", norm) and not re.search(r"\bhow many hundred", norm):
+            counted = "peopl"
     measured = None
     if kind == "percent":
         mm = re.search(r"\b(\w{4,}) rates?\b", norm)
