@@ -161,16 +161,30 @@ def render_sources(ans: Answer) -> None:
         st.caption(f"ℹ️ {esc(note)}")
 
 
+def _open_rating(key: str) -> None:
+    st.session_state[key] = True
+
+
 @st.fragment
 def render_feedback(i: int, msg: dict) -> None:
-    """Rating one answer reruns only this fragment; the thanks replace the controls at once."""
+    """Rating one answer reruns only this fragment; the thanks replace the controls at once.
+
+    Until "Rate this answer" is clicked an answer carries that one button, not the form (an
+    expander holding a text box, a checkbox and two buttons): seven elements fewer for the
+    browser to draw with every answer, which was a quarter of its work per answer when ten
+    sessions asked at once (BENCHMARKS.md, App)."""
+    ss = st.session_state
     ans: Answer = msg["answer"]
-    key = f"{st.session_state.chat_id}-{i}"
+    key = f"{ss.chat_id}-{i}"
     slot = st.empty()
     if msg.get("feedback"):
         slot.caption(f"Thanks, your feedback was saved ({msg['feedback']}).")
         return
-    with slot.container(), st.expander("Rate this answer"):
+    if not ss.get(f"rate-open-{key}"):
+        slot.button("Rate this answer", key=f"rate-{key}", type="tertiary", icon=":material/rate_review:",
+                    on_click=_open_rating, args=(f"rate-open-{key}",))
+        return
+    with slot.container():
         comment = st.text_input("Comment (optional)", key=f"comment-{key}", max_chars=feedback.MAX_COMMENT)
         wrong = st.checkbox("The evidence is wrong", key=f"wrong-{key}")
         with st.container(horizontal=True, gap="small"):
@@ -189,9 +203,13 @@ def render_feedback(i: int, msg: dict) -> None:
             show_unexpected(exc, "saving feedback")
 
 
-def render_answer(i: int, msg: dict, slot=None) -> None:
-    """An assistant message. `slot` holds the streamed text when the answer was just asked."""
+def render_answer(i: int, msg: dict, slot=None, streamed: str | None = None) -> None:
+    """An assistant message. `slot` holds the streamed text (`streamed`) when the answer was just
+    asked: it is replaced only when the final answer is drawn otherwise (a crisis, no evidence,
+    declined box, or an error), so an answer's text reaches the page once."""
     if "error" in msg:
+        if slot is not None:
+            slot.empty()
         st.error(esc(msg["error"]), icon="⚠️")
         return
     ans: Answer = msg["answer"]
@@ -200,7 +218,7 @@ def render_answer(i: int, msg: dict, slot=None) -> None:
     show = {"crisis": body.error, "no_evidence": body.warning, "declined": body.info}.get(ans.status)
     if show:
         show(text, icon=STATUS_ICONS[ans.status])
-    else:
+    elif slot is None or streamed != text:
         body.markdown(text)
     if msg.get("filter_note"):
         st.markdown(f"**{esc(msg['filter_note'])}**")
@@ -236,17 +254,18 @@ def ask(question: str, filters: dict, status: dict) -> None:
     with st.chat_message("assistant"):
         slot = st.empty()
         final: list[Answer] = []
+        shown = [""]  # the Markdown in `slot` so far
         qa, wanted = get_assistant(_env_key()), Filters(**filters)
 
         def stream() -> Answer:
-            with slot.container():
-                st.write_stream(chat.markdown_pieces(qa.ask_stream(question, history, wanted), final))
+            for piece in chat.markdown_pieces(qa.ask_stream(question, history, wanted), final):
+                shown[0] += piece
+                slot.markdown(shown[0])  # one element, replaced as the text grows
             return final[-1]
 
         chat.answer_turn(msg, stream, lambda ans: chat.filter_note(qa, question, history, wanted, ans))
         turns.append(msg)
-        slot.empty()
-        render_answer(len(turns) - 1, msg, slot)
+        render_answer(len(turns) - 1, msg, slot, shown[0])
     persist()
 
 
