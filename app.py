@@ -28,7 +28,11 @@ STATUS_ICONS = {"no_evidence": ":material/search_off:", "declined": ":material/i
 # Turns the chat fragment draws before a full run folds them into the history (its runs stay short).
 LIVE_TURNS = 3
 # While the first view is on the page (an empty chat), the sidebar's conversation tools are hidden.
-STYLE = "<style>body:has(.st-key-first_view) .st-key-conversation_tools {display: none}</style>"
+# Elements a run has not redrawn yet are not faded ("stale": Streamlit dims them after 0.5 s over
+# 1 s): the fade is an animation the browser composites at every frame until the run ends, which
+# with ten sessions asking at once cost ~0.3 s of the browser's CPU, and a chat's runs are short.
+STYLE = ("<style>body:has(.st-key-first_view) .st-key-conversation_tools {display: none}\n"
+         '[data-stale="true"] {opacity: 1 !important; transition: none !important}</style>')
 # Closes the sidebar on a narrow screen (it covers the answer there) after an example was chosen.
 CLOSE_SIDEBAR_JS = """export default function () {
   if (window.innerWidth > 768) return;
