@@ -7,6 +7,7 @@ earlier messages, so the wait after Enter does not grow with the conversation.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -27,7 +28,11 @@ STATUS_ICONS = {"no_evidence": ":material/search_off:", "declined": ":material/i
 # Turns the chat fragment draws before a full run folds them into the history (its runs stay short).
 LIVE_TURNS = 3
 # While the first view is on the page (an empty chat), the sidebar's conversation tools are hidden.
-STYLE = "<style>body:has(.st-key-first_view) .st-key-conversation_tools {display: none}</style>"
+# Elements a run has not redrawn yet are not faded ("stale": Streamlit dims them after 0.5 s over
+# 1 s): the fade is an animation the browser composites at every frame until the run ends, which
+# with ten sessions asking at once cost ~0.3 s of the browser's CPU, and a chat's runs are short.
+STYLE = ("<style>body:has(.st-key-first_view) .st-key-conversation_tools {display: none}\n"
+         '[data-stale="true"] {opacity: 1 !important; transition: none !important}</style>')
 # Closes the sidebar on a narrow screen (it covers the answer there) after an example was chosen.
 CLOSE_SIDEBAR_JS = """export default function () {
   if (window.innerWidth > 768) return;
@@ -68,6 +73,10 @@ def warm_up(env_key: tuple) -> threading.Thread:
             assistant.retrieve("warm up")
         except Exception as exc:  # noqa: BLE001 - e.g. no index yet: the page says so
             log.info("warm-up skipped: %s", exc)
+        # The model, tokenizer, Chroma and BM25 are loaded for good: out of the collector's
+        # sight, so a full collection no longer walks their ~575k objects (0.3-0.6 s each).
+        gc.collect()
+        gc.freeze()
 
     thread = threading.Thread(target=run, daemon=True, name="psyqa-warm-up")
     thread.start()
@@ -156,16 +165,30 @@ def render_sources(ans: Answer) -> None:
         st.caption(f"ℹ️ {esc(note)}")
 
 
+def _open_rating(key: str) -> None:
+    st.session_state[key] = True
+
+
 @st.fragment
 def render_feedback(i: int, msg: dict) -> None:
-    """Rating one answer reruns only this fragment; the thanks replace the controls at once."""
+    """Rating one answer reruns only this fragment; the thanks replace the controls at once.
+
+    Until "Rate this answer" is clicked an answer carries that one button, not the form (an
+    expander holding a text box, a checkbox and two buttons): seven elements fewer for the
+    browser to draw with every answer, which was a quarter of its work per answer when ten
+    sessions asked at once (BENCHMARKS.md, App)."""
+    ss = st.session_state
     ans: Answer = msg["answer"]
-    key = f"{st.session_state.chat_id}-{i}"
+    key = f"{ss.chat_id}-{i}"
     slot = st.empty()
     if msg.get("feedback"):
         slot.caption(f"Thanks, your feedback was saved ({msg['feedback']}).")
         return
-    with slot.container(), st.expander("Rate this answer"):
+    if not ss.get(f"rate-open-{key}"):
+        slot.button("Rate this answer", key=f"rate-{key}", type="tertiary", icon=":material/rate_review:",
+                    on_click=_open_rating, args=(f"rate-open-{key}",))
+        return
+    with slot.container():
         comment = st.text_input("Comment (optional)", key=f"comment-{key}", max_chars=feedback.MAX_COMMENT)
         wrong = st.checkbox("The evidence is wrong", key=f"wrong-{key}")
         with st.container(horizontal=True, gap="small"):
@@ -184,9 +207,13 @@ def render_feedback(i: int, msg: dict) -> None:
             show_unexpected(exc, "saving feedback")
 
 
-def render_answer(i: int, msg: dict, slot=None) -> None:
-    """An assistant message. `slot` holds the streamed text when the answer was just asked."""
+def render_answer(i: int, msg: dict, slot=None, streamed: str | None = None) -> None:
+    """An assistant message. `slot` holds the streamed text (`streamed`) when the answer was just
+    asked: it is replaced only when the final answer is drawn otherwise (a crisis, no evidence,
+    declined box, or an error), so an answer's text reaches the page once."""
     if "error" in msg:
+        if slot is not None:
+            slot.empty()
         st.error(esc(msg["error"]), icon="⚠️")
         return
     ans: Answer = msg["answer"]
@@ -195,7 +222,7 @@ def render_answer(i: int, msg: dict, slot=None) -> None:
     show = {"crisis": body.error, "no_evidence": body.warning, "declined": body.info}.get(ans.status)
     if show:
         show(text, icon=STATUS_ICONS[ans.status])
-    else:
+    elif slot is None or streamed != text:
         body.markdown(text)
     if msg.get("filter_note"):
         st.markdown(f"**{esc(msg['filter_note'])}**")
@@ -231,17 +258,18 @@ def ask(question: str, filters: dict, status: dict) -> None:
     with st.chat_message("assistant"):
         slot = st.empty()
         final: list[Answer] = []
+        shown = [""]  # the Markdown in `slot` so far
         qa, wanted = get_assistant(_env_key()), Filters(**filters)
 
         def stream() -> Answer:
-            with slot.container():
-                st.write_stream(chat.markdown_pieces(qa.ask_stream(question, history, wanted), final))
+            for piece in chat.markdown_pieces(qa.ask_stream(question, history, wanted), final):
+                shown[0] += piece
+                slot.markdown(shown[0])  # one element, replaced as the text grows
             return final[-1]
 
         chat.answer_turn(msg, stream, lambda ans: chat.filter_note(qa, question, history, wanted, ans))
         turns.append(msg)
-        slot.empty()
-        render_answer(len(turns) - 1, msg, slot)
+        render_answer(len(turns) - 1, msg, slot, shown[0])
     persist()
 
 

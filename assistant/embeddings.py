@@ -60,6 +60,15 @@ def load_tokenizer(name: str = BUNDLED_MODEL):  # -> PreTrainedTokenizerFast
         return AutoTokenizer.from_pretrained(model_path(name))
 
 
+class _Request:
+    """Texts waiting to be encoded together with other threads' (see BundledEmbeddings.encode)."""
+
+    __slots__ = ("texts", "vectors", "error", "done")
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts, self.vectors, self.error, self.done = texts, None, None, False
+
+
 class BundledEmbeddings(Embeddings):
     """LangChain `Embeddings` over the bundled MiniLM; normalised vectors for cosine search."""
 
@@ -67,17 +76,62 @@ class BundledEmbeddings(Embeddings):
         self.name = name
         self.batch_size = batch_size
         self._lock = threading.Lock()  # torch on 2 cores: serialise encodes instead of thrashing
+        self._queue = threading.Condition()  # guards _pending and _leading
+        self._pending: list[_Request] = []
+        self._leading = False
+        self.batches = 0  # forward passes for small batches (a test reads how many were combined)
 
     @property
     def model(self) -> SentenceTransformer:
         return load_model(self.name)
 
+    def _forward(self, texts: list[str]):
+        return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=False)
+
     def encode(self, texts: list[str]):  # -> np.ndarray
-        with self._lock, _threads_for(len(texts)):
-            return self.model.encode(
-                texts, batch_size=self.batch_size, normalize_embeddings=True,
-                convert_to_numpy=True, show_progress_bar=False,
-            )
+        """Normalised vectors of `texts`, one row each.
+
+        A small batch (a question, its parts, the safety screen's texts) that arrives while
+        another thread is encoding waits and then goes through the model in one forward pass
+        with every other small batch that arrived meanwhile: ten sessions asking at once make
+        two or three passes instead of ten one after the other, about half the model time
+        (BENCHMARKS.md, App). Nothing waits for a batch to fill: the first request of an idle
+        model is encoded at once. The rows are those of a separate encode up to float rounding
+        (~1e-7). Large batches (ingest) are encoded on their own, with every torch thread."""
+        if len(texts) > SMALL_BATCH or not texts:
+            with self._lock, _threads_for(len(texts)):
+                return self._forward(texts)
+        mine = _Request(list(texts))
+        with self._queue:
+            self._pending.append(mine)
+            while not mine.done and self._leading:
+                self._queue.wait()
+            if mine.done:  # another thread's pass encoded these texts
+                if mine.error is not None:
+                    raise mine.error
+                return mine.vectors
+            self._leading = True  # this thread encodes everything pending, its own texts included
+            batch, self._pending = self._pending, []
+        try:
+            flat = [t for r in batch for t in r.texts]
+            with self._lock, _threads_for(1):  # one thread: the other core serves other sessions
+                vectors = self._forward(flat)
+            self.batches += 1
+            start = 0
+            for r in batch:
+                r.vectors, start = vectors[start:start + len(r.texts)], start + len(r.texts)
+        except BaseException as exc:  # every waiter gets the error, not a hang
+            for r in batch:
+                r.error = exc
+            raise
+        finally:
+            with self._queue:
+                for r in batch:
+                    r.done = True
+                self._leading = False
+                self._queue.notify_all()
+        return mine.vectors
 
     def encode_with_spans(self, texts: list[str], spans: list[list[tuple[int, int]]]):
         """Vectors of `texts` and, from the same forward pass, one vector per character span of

@@ -16,8 +16,10 @@ DIR first on PYTHONPATH.
    the first question after start-up; then `--runs` sessions that each ask 2 questions first
    ("2 earlier answers"); then one session that asks `--long` questions first and times `--runs`
    more ("20 earlier answers").
-4. load: `--sessions` browser sessions (one context each) type a question within milliseconds of
-   each other; the time until the last one shows its answer, and answers/s.
+4. load: `--sessions` browser sessions (one context each) with a question typed in press Enter at
+   the same instant (`--enter press`: one after the other, as Playwright can); each page times its
+   own Enter and first answer text; the slowest, answers/s, and the CPU seconds the app, the
+   browser and this script used meanwhile (`--spy FILE`: a py-spy profile of the app as well).
 
 Every phase prints the load average, because on a shared 2-core machine absolute times are noisy;
 the ratio app/ask is the figure to compare across runs.
@@ -97,6 +99,80 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
+# ----------------------------------------------------------------------------- CPU time, from /proc
+
+TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, user + system CPU seconds) of a live process, from /proc (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK
+
+
+def cpu_by_tree(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each named process and its live descendants (a descendant is
+    counted under the nearest named root)."""
+    stats = {}
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if name.isdigit() and (st := _stat(int(name))) is not None:
+            stats[int(name)] = st
+    owner = {pid: label for label, pid in roots.items()}
+    out = dict.fromkeys(roots, 0.0)
+    for pid, (_, cpu) in stats.items():
+        p, seen = pid, 0
+        while p not in owner and p in stats and seen < 64:
+            p, seen = stats[p][0], seen + 1
+        if p in owner:
+            out[owner[p]] += cpu
+    return out
+
+
+def chromium_by_type(root: int | None) -> dict[str, float]:
+    """CPU seconds so far of the Chromium under `root`, by process type (browser, renderer,
+    gpu-process, utility), from each process's --type= argument."""
+    out: dict[str, float] = {}
+    if root is None:
+        return out
+    stats = {int(n): st for n in os.listdir("/proc") if n.isdigit() and (st := _stat(int(n)))}
+    for pid, (_, cpu) in stats.items():
+        p, seen = pid, 0
+        while p != root and p in stats and seen < 64:
+            p, seen = stats[p][0], seen + 1
+        if p != root:
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline") as f:
+                args = f.read().replace("\0", " ").split()
+        except OSError:
+            continue
+        kind = next((a.split("=", 1)[1] for a in args if a.startswith("--type=")), "browser")
+        out[kind] = out.get(kind, 0.0) + cpu
+    return out
+
+
+def browser_root() -> int | None:
+    """The pid of the Chromium this process launched (through Playwright's driver)."""
+    def comm(pid: int) -> str:
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                return f.read().strip()
+        except OSError:
+            return ""
+
+    mine = {os.getpid()}
+    stats = {int(n): st for n in os.listdir("/proc") if n.isdigit() and (st := _stat(int(n)))}
+    for _ in range(4):  # the driver's children's children at most
+        mine |= {pid for pid, (ppid, _) in stats.items() if ppid in mine}
+    roots = [pid for pid in mine if comm(pid).startswith("chrom")
+             and not comm(stats[pid][0]).startswith("chrom")]
+    return min(roots) if roots else None
+
+
 # ----------------------------------------------------------------------------- in-process floor
 
 def floor(sessions: int) -> dict:
@@ -172,40 +248,72 @@ def session_with(browser, url: str, earlier: int, runs: int, offset: int) -> lis
 
 # In each page: the wall-clock time of Enter in the chat input and of the first answer text, taken by
 # the page itself, so the figures do not depend on the order in which Playwright visits the pages.
+# The observer starts at Enter and stops at the answer, and reads textContent (no layout), so the
+# stopwatch adds no work to the page it times.
+# `window.__psyqa.done` resolves then, so the benchmark waits without polling the page.
 STOPWATCH = """() => {
-  window.__psyqa = {};
-  document.addEventListener('keydown', e => {
-    if (e.key === 'Enter' && !window.__psyqa.enter) window.__psyqa.enter = Date.now();
-  }, true);
+  let resolve;
+  window.__psyqa = {done: new Promise(r => { resolve = r; })};
   const seen = () => {
     const m = document.querySelectorAll('[data-testid="stChatMessage"]');
     const t = m.length >= 2 && m[1].querySelector('[data-testid="stMarkdownContainer"]');
-    if (t && t.innerText.trim().length > 10 && !window.__psyqa.answer) window.__psyqa.answer = Date.now();
+    if (t && t.textContent.trim().length > 10) {
+      window.__psyqa.answer = Date.now();
+      observer.disconnect();
+      resolve([window.__psyqa.enter, window.__psyqa.answer]);
+    }
   };
-  new MutationObserver(seen).observe(document.body, {subtree: true, childList: true, characterData: true});
+  const observer = new MutationObserver(seen);
+  document.addEventListener('keydown', e => {
+    if (e.key !== 'Enter' || window.__psyqa.enter) return;
+    window.__psyqa.enter = Date.now();
+    observer.observe(document.body, {subtree: true, childList: true, characterData: true});
+  }, true);
 }"""
 
 
-def concurrent(browser, url: str, sessions: int) -> dict:
-    """`sessions` pages, each with its question typed in, get Enter one after the other (as fast
-    as Playwright can press); each page times its own Enter and first answer text."""
+# Enter in the chat input at the wall-clock time `at` (ms), dispatched by the page itself.
+ENTER_AT = """(at) => setTimeout(() => document.querySelector('[data-testid="stChatInputTextArea"]')
+  .dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', code: 'Enter', keyCode: 13, which: 13,
+                                               bubbles: true, cancelable: true})), at - Date.now())"""
+
+
+def concurrent(browser, url: str, sessions: int, roots: dict[str, int] | None = None,
+               together: bool = True) -> dict:
+    """`sessions` pages, each with its question typed in, get Enter at the same instant (a timer
+    in each page; with `together` False, one after the other as fast as Playwright can press);
+    each page times its own Enter and first answer text. With `roots`
+    ({"app": pid, "browser": pid, ...}), also the CPU seconds each process tree used from just
+    before the first Enter until every page showed its answer."""
     pages = [open_page(browser, url) for _ in range(sessions)]
     try:
         for i, pg in enumerate(pages):
             pg.evaluate(STOPWATCH)
             pg.get_by_test_id("stChatInputTextArea").fill(QUESTIONS[i % len(QUESTIONS)])
-        for pg in pages:
-            pg.get_by_test_id("stChatInputTextArea").press("Enter")
+        time.sleep(1.0)  # let the pages settle after typing
+        cpu0 = cpu_by_tree(roots or {})
+        kinds0 = chromium_by_type((roots or {}).get("browser"))
+        if together:  # each page presses Enter itself at one agreed instant, 1 s from now
+            at = int(time.time() * 1000) + 1000
+            for pg in pages:
+                pg.evaluate(ENTER_AT, at)
+        else:  # Enter in one page after the other, as fast as Playwright can press
+            for pg in pages:
+                pg.get_by_test_id("stChatInputTextArea").press("Enter")
         times = []
         for pg in pages:
-            pg.wait_for_function(HAS_ANSWER, arg=2, polling=50, timeout=TIMEOUT)
-            pg.wait_for_function("() => window.__psyqa.answer", timeout=TIMEOUT)
-            times.append(pg.evaluate("() => [window.__psyqa.enter, window.__psyqa.answer]"))
+            times.append(pg.evaluate("""(ms) => Promise.race([window.__psyqa.done, new Promise(
+                (_, no) => setTimeout(() => no(new Error('no answer text')), ms))])""", TIMEOUT))
+        cpu1 = cpu_by_tree(roots or {})
+        kinds1 = chromium_by_type((roots or {}).get("browser"))
         waits = [(a - e) / 1000 for e, a in times]
         wall = (max(a for _, a in times) - min(e for e, _ in times)) / 1000
         return {"sessions": sessions, "first_s": min(waits), "slowest_s": max(waits),
                 "median_s": median(waits), "spread_of_enters_s": (max(e for e, _ in times) - min(e for e, _ in times)) / 1000,
-                "wall_s": wall, "answers_per_s": sessions / wall, "load": load()}
+                "wall_s": wall, "answers_per_s": sessions / wall, "load": load(),
+                "cpu_s": {k: round(cpu1[k] - cpu0[k], 2) for k in cpu0},
+                "browser_cpu_s": {k: round(v - kinds0.get(k, 0.0), 2) for k, v in kinds1.items()
+                                  if v - kinds0.get(k, 0.0) >= 0.01}}
     finally:
         for pg in pages:
             pg.context.close()
@@ -218,6 +326,11 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=10, help="concurrent browser sessions (default 10)")
     ap.add_argument("--repo", type=Path, default=REPO, help="checkout whose app to run (default: this one)")
     ap.add_argument("--json", action="store_true", help="also print one JSON object")
+    ap.add_argument("--enter", choices=("together", "press"), default="together",
+                    help="load phase: Enter in every page at one instant (default), or pressed by "
+                    "Playwright in one page after the other (spread over 0.4-2.5 s)")
+    ap.add_argument("--spy", type=Path, help="record the app with py-spy during the load phase "
+                    "into this file (collapsed stacks; py-spy must be installed)")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -258,27 +371,44 @@ def main() -> int:
                   f"{listening:.1f} s; load {out['load_ready']}); first question after start: "
                   f"{out['first_ms']:.0f} ms", flush=True)
 
-            short = [session_with(browser, url, 2, 1, 3 * r)[0] for r in range(args.runs)]
-            out["two_earlier"] = {"median_ms": median(short), "all_ms": short, "load": load()}
-            print(f"Enter -> first answer text, 2 earlier answers: median {median(short):.0f} ms "
-                  f"(goal 600 ms; ratio app/ask {median(short) / fl['ask_median_ms']:.1f}); "
-                  f"all: {', '.join(f'{x:.0f}' for x in short)}; load {load()}", flush=True)
+            for _ in range(args.runs and 1):  # --runs 0: the load phase only
+                short = [session_with(browser, url, 2, 1, 3 * r)[0] for r in range(args.runs)]
+                out["two_earlier"] = {"median_ms": median(short), "all_ms": short, "load": load()}
+                print(f"Enter -> first answer text, 2 earlier answers: median {median(short):.0f} ms "
+                      f"(goal 600 ms; ratio app/ask {median(short) / fl['ask_median_ms']:.1f}); "
+                      f"all: {', '.join(f'{x:.0f}' for x in short)}; load {load()}", flush=True)
 
-            long = session_with(browser, url, args.long, args.runs, 1)
-            out["long_earlier"] = {"earlier": args.long, "median_ms": median(long), "all_ms": long,
-                                   "load": load()}
-            print(f"Enter -> first answer text, {args.long} earlier answers: median {median(long):.0f} ms "
-                  f"(goal 1000 ms; ratio app/ask {median(long) / fl['ask_median_ms']:.1f}); "
-                  f"all: {', '.join(f'{x:.0f}' for x in long)}; load {load()}", flush=True)
+                long = session_with(browser, url, args.long, args.runs, 1)
+                out["long_earlier"] = {"earlier": args.long, "median_ms": median(long), "all_ms": long,
+                                       "load": load()}
+                print(f"Enter -> first answer text, {args.long} earlier answers: median {median(long):.0f} ms "
+                      f"(goal 1000 ms; ratio app/ask {median(long) / fl['ask_median_ms']:.1f}); "
+                      f"all: {', '.join(f'{x:.0f}' for x in long)}; load {load()}", flush=True)
 
             if args.sessions:
-                out["load_test"] = lt = concurrent(browser, url, args.sessions)
+                roots = {"app": proc.pid, "bench": os.getpid()}
+                if (chromium := browser_root()) is not None:
+                    roots["browser"] = chromium
+                spy = None
+                if args.spy:  # a sampling profile of the app during the load phase (py-spy)
+                    spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record",
+                                            "--pid", str(proc.pid), "--subprocesses", "--nonblocking",
+                                            "--threads", "--format", "raw", "-o", str(args.spy)],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    time.sleep(1.0)
+                out["load_test"] = lt = concurrent(browser, url, args.sessions, roots,
+                                                   together=args.enter == "together")
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)
+                    spy.wait(timeout=60)
                 print(f"{lt['sessions']} sessions at once (Enter pressed in all within "
                       f"{lt['spread_of_enters_s']:.2f} s): Enter -> answer text first {lt['first_s']:.2f} s, "
                       f"median {lt['median_s']:.2f} s, slowest {lt['slowest_s']:.2f} s (goal 2.5 s); "
                       f"{lt['answers_per_s']:.2f} answers/s through the app (all answered "
                       f"{lt['wall_s']:.2f} s after the first Enter) vs {fl['threaded_answers_per_s']:.1f}/s "
-                      f"in-process; load {lt['load']}", flush=True)
+                      f"in-process; load {lt['load']}; CPU s in that time: "
+                      f"{', '.join(f'{k} {v:.1f}' for k, v in lt['cpu_s'].items())} (browser: "
+                      f"{', '.join(f'{k} {v:.1f}' for k, v in lt['browser_cpu_s'].items())})", flush=True)
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)

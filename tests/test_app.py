@@ -174,6 +174,8 @@ def test_new_chat_clears_history_and_filters(app):
 @pytest.mark.slow
 def test_feedback_is_stored(app, app_index):
     ask(app, MAPP1)
+    assert not app.text_input  # the form waits for "Rate this answer"
+    app.button(key="rate-0-1").click().run()
     app.text_input[0].input("quotes ' \" and '); DROP TABLE feedback; --")
     app.checkbox[0].check()
     app.button(key="up-0-1").click().run()

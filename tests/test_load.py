@@ -9,6 +9,8 @@
    own Enter and first answer text; the same 10 questions asked by 10 threads at once through
    the session's in-process Assistant are timed in the same run, for comparison.
 3. `scripts/bench_app.py` runs end to end (a tiny run), so the app benchmark keeps working.
+4. Small encodes that arrive while the model is busy go through it together in one forward pass
+   (`BundledEmbeddings.encode`), each thread getting its own rows; an error reaches every waiter.
 
 They print their figures (`-s` shows them); BENCHMARKS.md `## Load` and `## App` record runs.
 """
@@ -185,3 +187,77 @@ def test_the_app_benchmark_runs_end_to_end(index_settings):
     for line in ("floor (in-process Assistant.ask", "ready page after `psyqa app` start",
                  "2 earlier answers", "2 sessions at once"):
         assert line in res.stdout, res.stdout
+
+
+# ----------------------------------------------------------------------------- combined encodes
+
+def _wait_for(cond, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def _burst(emb, batches: list[list[str]]):
+    """Encode `batches` from one thread each while the model is held busy, so the first thread
+    leads a pass of its own texts and all the others queue behind it; returns each thread's
+    vectors (or exception)."""
+    import threading
+
+    out: list = [None] * len(batches)
+
+    def run(i: int) -> None:
+        try:
+            out[i] = emb.encode(batches[i])
+        except Exception as exc:  # noqa: BLE001 - returned to the test
+            out[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(batches))]
+    with emb._lock:  # the model is busy (as with another session's encode)
+        for t in threads:
+            t.start()
+        _wait_for(lambda: emb._leading and len(emb._pending) == len(batches) - 1)
+    for t in threads:
+        t.join(timeout=120)
+    return out
+
+
+def test_small_encodes_arriving_together_share_one_forward_pass(embedder):
+    import numpy as np
+
+    from assistant.embeddings import BundledEmbeddings
+
+    emb = BundledEmbeddings()  # its own queue; the model itself is loaded once per process
+    batches = [[q, f"{q} and the risks?"][: 1 + i % 2] for i, q in enumerate(SESSION_QUESTIONS)]
+    alone = [emb.encode(b) for b in batches]
+    before = emb.batches
+    got = _burst(emb, batches)
+    assert emb.batches - before == 2  # the first thread's pass, then one for the nine others
+    for b, a, g in zip(batches, alone, got):
+        assert not isinstance(g, Exception), g
+        assert g.shape == (len(b), a.shape[1])
+        assert np.allclose(a, g, atol=1e-5)  # each thread its own rows, in its order
+    assert not emb._pending and not emb._leading
+    # large batches (ingest) keep their own pass with every thread
+    big = [f"passage {i}" for i in range(20)]
+    assert np.allclose(emb.encode(big), np.vstack([emb.encode([t]) for t in big]), atol=1e-5)
+
+
+def test_an_error_in_a_combined_pass_reaches_every_waiter_and_the_next_encode_works(embedder, monkeypatch):
+    from assistant.embeddings import BundledEmbeddings
+
+    emb = BundledEmbeddings()
+    real = emb._forward
+    calls = []
+
+    def failing(texts):
+        calls.append(len(texts))
+        if len(calls) == 2:  # the combined pass of the waiting threads
+            raise RuntimeError("model failed")
+        return real(texts)
+
+    monkeypatch.setattr(emb, "_forward", failing)
+    got = _burst(emb, [["a question"], ["another"], ["a third one"], ["and a fourth"]])
+    assert sum(isinstance(g, RuntimeError) for g in got) == 3, got  # the three that waited
+    assert not emb._pending and not emb._leading
+    assert emb.encode(["works again"]).shape[0] == 1
