@@ -6,8 +6,8 @@ handling happen here in code, before retrieval, so no passage or model can chang
 
 from __future__ import annotations
 
+import copy
 import re
-
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,8 +41,7 @@ def _swap_names(previous: str, names: list[str], own) -> str | None:
     old = [n for n in names if n not in own.names]
     if len(new) != 1 or len(old) != 1 or sum(own.terms.values()) >= 0.5:
         return None
-    text = re.sub(rf"(?<![\w-]){re.escape(old[0])}(?![\w-])", new[0].upper() if any(ch.isdigit() for ch in new[0])
-                  else new[0].title(), previous, flags=re.I)
+    text = re.sub(rf"(?<![\w-]){re.escape(old[0])}(?![\w-])", new[0], previous, flags=re.I)
     return text if text != previous else None
 
 
@@ -190,9 +189,11 @@ class Assistant:
         focus = analyse(question, corpus, self._encode_queries)
         search_text = question
         if previous:
-            before = analyse(previous, corpus, self._encode_queries)
+            # The previous question's framing words would carry at next to no weight: it is read
+            # without the model.
+            before = analyse(previous, corpus)
+            own = copy.deepcopy(focus)  # the follow-up's own focus, before `carry` adds to it
             focus = carry(focus, before)
-            own = analyse(question, corpus)
             inherited = [before.words[t] for t in before.terms if t in focus.terms and t not in own.terms]
             inherited += [n for n in focus.names if n not in own.names]
             inherited += [m for m in focus.medicines if m not in own.medicines]

@@ -19,7 +19,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import BaseModel, ConfigDict, Field
 
 from assistant import index, lexicon, store
-from assistant.errors import PsyqaError, StoreUnavailableError
+from assistant.errors import PsyqaError
 from assistant.models import Chunk, authors_of
 from assistant.services import Services
 

@@ -379,7 +379,7 @@ def test_disk_full_during_rebuild_keeps_the_previous_index_serving(tmp_path, sma
     assert hit, "the disk was never filled: the rebuild did not write (or finished first)"
     # Full in the middle of writing (not the check before the first write, which would say
     # "Not enough disk space ... Nothing was written").
-    line = one_line(res, "the disk is full", str(settings.data_dir), "the previous index is intact")
+    one_line(res, "the disk is full", str(settings.data_dir), "the previous index is intact")
 
     # While the disk is still full: the previous index serves, nothing of the rebuild is left.
     assert not index.rebuild_dir(settings).exists(), "the partial rebuild was left on the full disk"

@@ -320,7 +320,9 @@ def framing_words(question: str, unknown: set[str], encode) -> dict[str, float]:
     if len(framing) > 1:
         # Words that stand in for each other ("pregnant or breastfeeding") each matter little
         # while the other stays: together they must still matter less than the main word.
-        joint = 1.0 - float(vectors[0] @ encode([without([w for w in low if w.lower() in framing])])[0])
+        together = [w for w in low if w.lower() in framing]
+        v = vectors[-1] if together == low else encode([without(together)])[0]
+        joint = 1.0 - float(vectors[0] @ v)
         if joint >= top:
             return {}
     return framing
