@@ -7,7 +7,6 @@ earlier messages, so the wait after Enter does not grow with the conversation.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import threading
@@ -25,12 +24,9 @@ esc = transcript.escape_markdown
 # Material icons: Streamlit ships their font, while emoji need one on the reader's machine.
 STATUS_ICONS = {"no_evidence": ":material/search_off:", "declined": ":material/info:",
                 "crisis": ":material/emergency:"}
-# Turns the chat fragment draws before a full run folds them into the history (its runs stay short).
-LIVE_TURNS = 3
 # While the first view is on the page (an empty chat), the sidebar's conversation tools are hidden.
-# Elements a run has not redrawn yet are not faded ("stale": Streamlit dims them after 0.5 s over
-# 1 s): the fade is an animation the browser composites at every frame until the run ends, which
-# with ten sessions asking at once cost ~0.3 s of the browser's CPU, and a chat's runs are short.
+# Elements a run has not redrawn yet are not faded: the fade is an animation drawn at every frame
+# until the run ends (its cost with ten sessions at once: BENCHMARKS.md, App).
 STYLE = ("<style>body:has(.st-key-first_view) .st-key-conversation_tools {display: none}\n"
          '[data-stale="true"] {opacity: 1 !important; transition: none !important}</style>')
 # Closes the sidebar on a narrow screen (it covers the answer there) after an example was chosen.
@@ -45,8 +41,7 @@ CLOSE_SIDEBAR_JS = """export default function () {
 # ------------------------------------------------------------------ heavy objects, built once
 
 def _env_key() -> tuple:
-    """The PSYQA_* environment: one Settings/Assistant per distinct configuration."""
-    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("PSYQA_")))
+    return chat.env_key(os.environ)
 
 
 @st.cache_resource(show_spinner=False)
@@ -69,14 +64,9 @@ def warm_up(env_key: tuple) -> threading.Thread:
 
     def run() -> None:
         try:
-            assistant.safety.warm()  # the safety classifier and its bank's vectors
-            assistant.retrieve("warm up")
+            assistant.warm()
         except Exception as exc:  # noqa: BLE001 - e.g. no index yet: the page says so
             log.info("warm-up skipped: %s", exc)
-        # The model, tokenizer, Chroma and BM25 are loaded for good: out of the collector's
-        # sight, so a full collection no longer walks their ~575k objects (0.3-0.6 s each).
-        gc.collect()
-        gc.freeze()
 
     thread = threading.Thread(target=run, daemon=True, name="psyqa-warm-up")
     thread.start()
@@ -118,8 +108,7 @@ def index_corpus(settings: Settings, key: tuple) -> None:
         report = run(None, settings, progress=progress, embedder=get_assistant(key).services.embedder)
         for f in report.failed:
             st.warning(esc(f"Not indexed: {f['path']}: {f['error']}"))
-        box.update(label=f"Indexed {report.documents_total} documents ({report.chunks_total} chunks) "
-                   f"in {report.seconds:.0f} s", state="complete", expanded=False)
+        box.update(label=chat.indexed_label(report), state="complete", expanded=False)
     get_status.clear()
 
 
@@ -129,19 +118,17 @@ def ensure_index(key: tuple) -> dict | None:
         status = get_status(key)
         problem = chat.index_problem(status, st.session_state.get("auto_index", True))
         if problem:  # a damaged store, or no index: one line naming the path and the fix
-            get_status.clear()
             st.error(esc(problem), icon="🛠️" if status.get("damaged") else "📭")
-            return None
-        if not status["indexed"]:
+        elif not status["indexed"]:
             index_corpus(get_settings(key), key)
-            status = get_status(key)
-        return status
+            return get_status(key)
+        else:
+            return status
     except PsyqaError as exc:
-        get_status.clear()
         st.error(esc(str(exc)), icon="⚠️")
     except Exception as exc:  # noqa: BLE001 - the edge: never show a traceback
-        get_status.clear()
         show_unexpected(exc, "opening the index")
+    get_status.clear()  # the next run looks again
     return None
 
 
@@ -165,28 +152,20 @@ def render_sources(ans: Answer) -> None:
         st.caption(f"ℹ️ {esc(note)}")
 
 
-def _open_rating(key: str) -> None:
-    st.session_state[key] = True
-
-
 @st.fragment
 def render_feedback(i: int, msg: dict) -> None:
-    """Rating one answer reruns only this fragment; the thanks replace the controls at once.
-
-    Until "Rate this answer" is clicked an answer carries that one button, not the form (an
-    expander holding a text box, a checkbox and two buttons): seven elements fewer for the
-    browser to draw with every answer, which was a quarter of its work per answer when ten
-    sessions asked at once (BENCHMARKS.md, App)."""
+    """Rating one answer reruns only this fragment; the thanks replace the controls at once. Until
+    "Rate this answer" is clicked the answer carries that one button, not the form (fewer
+    elements to draw per answer: BENCHMARKS.md, App)."""
     ss = st.session_state
-    ans: Answer = msg["answer"]
     key = f"{ss.chat_id}-{i}"
     slot = st.empty()
     if msg.get("feedback"):
-        slot.caption(f"Thanks, your feedback was saved ({msg['feedback']}).")
+        slot.caption(chat.thanks(msg))
         return
     if not ss.get(f"rate-open-{key}"):
         slot.button("Rate this answer", key=f"rate-{key}", type="tertiary", icon=":material/rate_review:",
-                    on_click=_open_rating, args=(f"rate-open-{key}",))
+                    on_click=ss.__setitem__, args=(f"rate-open-{key}", True))
         return
     with slot.container():
         comment = st.text_input("Comment (optional)", key=f"comment-{key}", max_chars=feedback.MAX_COMMENT)
@@ -198,11 +177,9 @@ def render_feedback(i: int, msg: dict) -> None:
     rating = 1 if up else -1 if down else 0
     if rating:
         try:
-            feedback.save_for(db_path(), ans, msg.get("question", ""), msg.get("corpus_hash"),
-                              rating=rating, comment=comment, evidence_wrong=wrong)
-            msg["feedback"] = "helpful" if rating > 0 else "not helpful"
+            line = chat.rate(db_path(), msg, rating, comment, wrong)
             persist()
-            slot.caption(f"Thanks, your feedback was saved ({msg['feedback']}).")
+            slot.caption(line)
         except Exception as exc:  # noqa: BLE001
             show_unexpected(exc, "saving feedback")
 
@@ -257,19 +234,12 @@ def ask(question: str, filters: dict, status: dict) -> None:
     msg = chat.new_turn(question, status, filters)
     with st.chat_message("assistant"):
         slot = st.empty()
-        final: list[Answer] = []
-        shown = [""]  # the Markdown in `slot` so far
+        shown = chat.Streamed()  # one element, replaced as the text grows
         qa, wanted = get_assistant(_env_key()), Filters(**filters)
-
-        def stream() -> Answer:
-            for piece in chat.markdown_pieces(qa.ask_stream(question, history, wanted), final):
-                shown[0] += piece
-                slot.markdown(shown[0])  # one element, replaced as the text grows
-            return final[-1]
-
-        chat.answer_turn(msg, stream, lambda ans: chat.filter_note(qa, question, history, wanted, ans))
+        chat.answer_turn(msg, lambda: shown.run(qa.ask_stream(question, history, wanted), slot.markdown),
+                         lambda ans: chat.filter_note(qa, question, history, wanted, ans))
         turns.append(msg)
-        render_answer(len(turns) - 1, msg, slot, shown[0])
+        render_answer(len(turns) - 1, msg, slot, shown.text)
     persist()
 
 
@@ -326,10 +296,7 @@ def sidebar_tools(sb, status: dict, filters: dict) -> None:
                                data=lambda: transcript.to_json(msgs, meta()),
                                file_name="psyqa-conversation.json", mime="application/json")
         st.subheader("Example questions")
-        for n, q in enumerate(messages.EXAMPLES):
-            st.button(q, key=f"example-{n}", width="stretch", on_click=session.queue,
-                      args=(st.session_state, q), kwargs={"close_sidebar": True})
-        st.warning(messages.PRIVACY, icon="🔒")
+        examples("example", close_sidebar=True)
 
 
 def filter_chips(filters: dict) -> None:
@@ -347,15 +314,20 @@ def filter_chips(filters: dict) -> None:
                       args=(st.session_state,))
 
 
+def examples(prefix: str, **queue_options) -> None:
+    """The example questions as buttons that ask them, then the privacy line."""
+    for n, q in enumerate(messages.EXAMPLES):
+        st.button(q, key=f"{prefix}-{n}", width="stretch", on_click=session.queue,
+                  args=(st.session_state, q), kwargs=queue_options)
+    st.warning(messages.PRIVACY, icon="🔒")
+
+
 def first_view() -> None:
     """An empty chat: the examples and the privacy line in the main column (on a phone the
     sidebar is closed)."""
     with st.container(key="first_view"):
         st.markdown("**Try one of these questions**")
-        for n, q in enumerate(messages.EXAMPLES):
-            st.button(q, key=f"start-{n}", width="stretch", on_click=session.queue,
-                      args=(st.session_state, q))
-        st.warning(messages.PRIVACY, icon="🔒")
+        examples("start")
 
 
 @st.fragment
@@ -379,10 +351,8 @@ def chat_area(history, status: dict, filters: dict) -> None:
         first_view()
     if ss.pop("close_sidebar", False):
         close_sidebar_component()(key=f"close-sidebar-{len(ss.messages)}")
-    if question and len(ss.messages) - ss.live_from >= 2 * LIVE_TURNS:
-        st.rerun()  # fold the new turns into the history: the next fragment run draws none
-    if question and chat.had_crisis(ss.messages) and not chat.had_crisis(ss.messages[:ss.live_from]):
-        st.rerun()  # a first crisis answer: the full run keeps the crisis resources in the sidebar
+    if question and chat.full_run_due(ss.messages, ss.live_from):
+        st.rerun()
 
 
 def main() -> None:

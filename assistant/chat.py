@@ -95,6 +95,21 @@ def markdown_pieces(stream, final: list) -> Iterator[str]:
             yield answer_markdown(part)
 
 
+class Streamed:
+    """An answer streamed into one element: `run` shows the Markdown so far after each piece and
+    returns the final Answer; `text` is what was shown."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def run(self, stream, show) -> Answer:
+        final: list[Answer] = []
+        for piece in markdown_pieces(stream, final):
+            self.text += piece
+            show(self.text)
+        return final[-1]
+
+
 def filter_note(assistant, question: str, history: list, filters, ans: Answer) -> str | None:
     """The note under a filtered no-evidence answer that the sources cover without the filters."""
     if ans.status != "no_evidence" or not excluded_by_filters(assistant, question, history, filters):
@@ -243,3 +258,42 @@ def index_problem(status: Mapping, auto_index: bool) -> str | None:
         return (f"No index yet ({status['store']}). Run `psyqa ingest` in the project folder (or "
                 "`make run`), then reload this page.")
     return None
+
+
+def env_key(environ: Mapping[str, str]) -> tuple:
+    """The PSYQA_* settings of an environment: the app builds one Assistant per distinct key."""
+    return tuple(sorted((k, v) for k, v in environ.items() if k.startswith("PSYQA_")))
+
+
+def indexed_label(report) -> str:
+    """What a first-start index run did, in one line (an ingest report)."""
+    return (f"Indexed {report.documents_total} documents ({report.chunks_total} chunks) "
+            f"in {report.seconds:.0f} s")
+
+
+def rate(db, msg: dict, rating: int, comment: str, evidence_wrong: bool) -> str:
+    """Save a rating of the answer in `msg` (1 helpful, -1 not) and record it on the turn;
+    returns the thanks line."""
+    from assistant import feedback
+
+    feedback.save_for(db, msg["answer"], msg.get("question", ""), msg.get("corpus_hash"),
+                      rating=rating, comment=comment, evidence_wrong=evidence_wrong)
+    msg["feedback"] = "helpful" if rating > 0 else "not helpful"
+    return thanks(msg)
+
+
+def thanks(msg: Mapping) -> str:
+    return f"Thanks, your feedback was saved ({msg['feedback']})."
+
+
+# Turns the chat fragment draws before a full run folds them into the history (its runs stay short).
+LIVE_TURNS = 3
+
+
+def full_run_due(messages: Sequence[Mapping], live_from: int) -> bool:
+    """After a question, whether the page needs a full run: to fold the turns the chat fragment
+    drew into the history (so its runs stay short), or because the first crisis answer of the chat
+    came, whose resources the sidebar keeps (a full run draws the sidebar)."""
+    return (len(messages) - live_from >= 2 * LIVE_TURNS
+            or (had_crisis(messages) and not had_crisis(messages[:live_from])))
+

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from assistant import chat, saved, transcript
+from assistant import chat, messages, saved, transcript
 from assistant.models import Answer, Citation
 from assistant.retrieve import Filters
 
@@ -294,3 +294,26 @@ def test_what_stops_the_chat_from_opening_an_index():
     assert "psyqa ingest" in chat.index_problem({"indexed": False, "store": "data/index"}, False)
     assert chat.index_problem({"indexed": False, "store": "data/index"}, True) is None  # indexes corpus/
     assert chat.index_problem({"indexed": True}, False) is None
+
+
+def test_the_app_builds_one_assistant_per_psyqa_environment():
+    assert chat.env_key({"PSYQA_TOP_K": "5", "HOME": "/root", "PSYQA_DATA_DIR": "/d"}) == (
+        ("PSYQA_DATA_DIR", "/d"), ("PSYQA_TOP_K", "5"))
+
+
+def test_a_full_run_is_due_to_fold_turns_or_for_the_first_crisis_answer():
+    crisis = {"role": "assistant", "answer": answer(answer=messages.CRISIS_RESPONSE, citations=[],
+                                                    status="crisis")}
+    plain = {"role": "user", "content": "q"}
+    assert not chat.full_run_due([plain] * 2, 0)
+    assert chat.full_run_due([plain] * (2 * chat.LIVE_TURNS), 0)
+    assert chat.full_run_due([plain, crisis], 1)        # the chat's first crisis answer
+    assert not chat.full_run_due([plain, crisis, plain], 2)  # already in the sidebar
+
+
+def test_a_streamed_answer_is_shown_as_it_grows_and_returned_whole():
+    ans = answer()
+    shown: list[str] = []
+    streamed = chat.Streamed()
+    assert streamed.run(iter(["At 18 weeks, 67% ", "versus 32%. [1]", ans]), shown.append) is ans
+    assert shown[-1] == streamed.text and len(shown) >= 2 and shown[0] != shown[-1]
