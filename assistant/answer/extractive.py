@@ -361,8 +361,9 @@ def choose(cands: list[Candidate], focus: Focus, names: frozenset[str], min_p: f
             choice.related = _related(cands)  # the subject is covered, the asked fact is not
         return choice
     best = answering[0].score
-    # For a figure question every sentence shown must state a figure of the kind asked for.
-    need = (lambda c: c.answers) if focus.kind in FIGURE_KINDS else (lambda c: c.eligible)
+    # For a figure question every sentence shown must state a figure of the kind asked for, and
+    # for a results question a finding.
+    need = (lambda c: c.answers) if focus.kind in FIGURE_KINDS or focus.outcome else (lambda c: c.eligible)
     pool = [c for c in cands if need(c) and c.p >= min_p and c.score >= best - SECOND_MARGIN]
     picked: list[Candidate] = []
     per_passage: dict[str, int] = {}
