@@ -135,6 +135,15 @@ def no_result(names: list[str]) -> str:
     return f"The curated sources report no results{where}: no passage states a finding."
 
 
+def no_timepoint(points: list[tuple[str, str]], names: list[str]) -> str:
+    """The sources discuss the question's subject, but not at the time point it asks about."""
+    when = " or ".join(f"{unit} {n}" if unit in ("day", "week") else f"{n} {unit}{'' if n == '1' else 's'}"
+                       for n, unit in points)
+    where = f" for {', '.join(_display(n) for n in names)}" if names else ""
+    return (f"The curated sources report nothing at {when}{where}: the passages on it give other "
+            "time points.")
+
+
 def not_for(names: list[str], key: list[str]) -> str:
     """Passages cover the question's terms, but for other trials, drugs or places than asked."""
     what = f" about {_quoted(key)}" if key else ""

@@ -193,3 +193,30 @@ def test_a_carried_word_the_corpus_never_uses_does_not_sink_a_follow_up(qa):
 def test_how_many_people_did_something_is_answered_by_the_share_who_did(qa):
     ans = ask(qa, "how many participants in the MDMA phase 3 trials correctly guessed their allocation?")
     assert ans.status == "answered" and "90%" in ans.answer and "75%" in ans.answer
+
+
+def test_a_follow_up_about_a_place_the_corpus_never_names_says_so(qa):
+    # "california" is an everyday English word, but here it is the whole question.
+    ans = ask(qa, "and in california?",
+              [U("what are the rules for psilocybin in oregon"),
+               A("As of 2026-11-27, Oregon psilocybin clients must be 21 or older and need no "
+                 "prescription, referral or diagnosis [1].")])
+    assert ans.status == "no_evidence"
+    assert "california" in ans.answer.lower()
+    assert "Oregon psilocybin clients" not in ans.answer
+
+
+@pytest.mark.parametrize("question", [
+    "did the ayahuasca trd trial hold up at 6 months",
+    "What was the response rate at day 2 in the Palhano-Fontes 2019 ayahuasca trial?",
+])
+def test_a_question_at_a_time_point_the_sources_do_not_report_abstains(qa, question):
+    ans = ask(qa, question)
+    assert ans.status == "no_evidence"
+    assert "64%" not in ans.answer  # the day-7 figure is not an answer at another time point
+
+
+def test_a_question_at_a_time_point_the_sources_report_is_answered_with_it(qa):
+    ans = ask(qa, "psilocybin smoking pilot, how many were abstinent at 12 months")
+    assert ans.status == "answered"
+    assert "67%" in ans.answer

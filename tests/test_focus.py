@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from assistant import lexicon
+from assistant.answer import focus
 from assistant.answer.focus import CorpusTerms, analyse, split_parts
 
 
@@ -163,3 +164,35 @@ def test_the_conditions_the_user_names_are_part_of_the_focus():
 ])
 def test_how_many_counts_people_when_a_verb_follows(question, counted):
     assert analyse(question, None).counted == counted
+
+
+@pytest.mark.parametrize("question, points", [
+    ("did the ayahuasca trd trial hold up at 6 months", [("6", "month")]),
+    ("response rate at day 2 in Palhano-Fontes 2019?", [("2", "day")]),
+    ("what % were abstinent at wk 32", [("32", "week")]),
+    ("did it hold up at 12 wks", [("12", "week")]),
+    ("How long does the blood-pressure rise last, 4 hours?", []),
+    ("What did the 2021 trial find?", []),
+])
+def test_time_points_a_question_asks_at(question, points):
+    assert focus.timepoints(question) == points
+
+
+def test_a_sentence_states_a_time_point_in_any_common_form():
+    assert focus.states_timepoint("Over the 32-week double-blind follow-up", ("32", "week"))
+    assert focus.states_timepoint("At 6 months, 12 of 15 (80%) were abstinent.", ("6", "month"))
+    assert focus.states_timepoint("were in remission (MADRS ≤10) at day 7.", ("7", "day"))
+    assert not focus.states_timepoint("day-7 response was 64%", ("2", "day"))
+    assert not focus.states_timepoint("at 6 weeks", ("6", "month"))
+    assert not focus.states_timepoint("on day 7.5", ("7", "day"))
+
+
+def test_a_follow_up_switching_to_a_place_the_corpus_never_names_is_about_that_place():
+    corpus = CorpusTerms(df={"oregon": 3, "rule": 4, "side": 6, "legal": 5}, chunks=100,
+                         names=frozenset({"oregon"}))
+    before = focus.analyse("what are the Oregon psilocybin rules", corpus)
+    after = focus.carry(focus.analyse("and in california? (about psilocybin, Oregon)", corpus), before)
+    assert "california" in after.unknown and after.required == {"california"}
+    # A follow-up that switches to what the corpus does cover keeps the usual gates.
+    kept = focus.carry(focus.analyse("what about its side effects?", corpus), before)
+    assert not kept.required and not kept.unknown

@@ -32,7 +32,7 @@ import numpy as np
 
 from assistant import index, lexicon, messages
 from assistant.answer import Draft, Evidence, citation
-from assistant.answer.focus import FIGURE, FIGURE_KINDS, FINDING, RESULT, Focus
+from assistant.answer.focus import FIGURE, FIGURE_KINDS, FINDING, RESULT, Focus, states_timepoint
 from assistant.answer.terms import stems
 from assistant.answer.verify import instruction_like, numbers
 from assistant.retrieve import Hit
@@ -93,6 +93,7 @@ class Candidate:
     miss_known: float = 0.0    # weight of the most specific key term the corpus uses but this misses
     miss_unknown: float = 0.0  # weight of the most specific key term the corpus never uses
     figures_ok: bool = True    # every figure the question states is in the sentence or before it
+    time_ok: bool = True       # it states every time point the question asks at
     p: float = 0.0             # the probability that this sentence answers the question
 
     @property
@@ -202,7 +203,8 @@ def judge(c: Candidate, focus: Focus, names: frozenset[str] = frozenset()) -> No
     c.miss_known = max((w for t, w in terms.items() if covered[t] < 0.8 and t in focus.known), default=0.0)
     c.miss_unknown = max((w for t, w in terms.items() if covered[t] < 0.8 and t not in focus.known), default=0.0)
     c.figures_ok = all(covered.get(f.strip().rstrip("%").strip(), 1.0) >= 0.8 for f in focus.figures)
-    c.names_ok = _names_ok(c, focus, names)
+    c.names_ok = _names_ok(c, focus, names) and all(covered.get(t, _covered(t, focus, c)) >= 0.8
+                                                    for t in focus.required)
     if focus.kind in FIGURE_KINDS:
         rx = FIGURE[focus.kind]
         c.kind_ok = bool(rx.search(c.text))
@@ -221,6 +223,10 @@ def judge(c: Candidate, focus: Focus, names: frozenset[str] = frozenset()) -> No
         c.kind_ok = bool(RESULT.search(c.text) or FINDING.search(c.text))
     else:
         c.kind_ok = True
+    # "did it hold up at 6 months": a sentence about day 7 or week 3 does not answer.
+    before = c.previous.text if c.previous is not None else ""
+    c.time_ok = all(states_timepoint(c.text, tp) or states_timepoint(before, tp) for tp in focus.timepoints)
+    c.kind_ok = c.kind_ok and c.time_ok
     c.score = c.sim + COVERAGE_WEIGHT * c.coverage
     if focus.outcome and RESULT.search(c.text):
         c.score += RESULT_BONUS
@@ -453,6 +459,8 @@ def _missing(cands: list[Candidate], focus: Focus) -> str:
     key = [focus.words[t] for t, w in sorted(focus.terms.items(), key=lambda x: -x[1]) if w >= 0.5][:3]
     names = focus.names + [lexicon.DISPLAY_NAMES.get(s, s) for s in focus.substances + focus.conditions]
     about = [c for c in cands if c.coverage >= 0.5]
+    if focus.timepoints and any(c.names_ok and not c.time_ok for c in about):
+        return messages.no_timepoint(focus.timepoints, names)
     if focus.kind in FIGURE_KINDS and any(c.names_ok for c in about) and not any(c.answers for c in about):
         return messages.no_figure(focus.kind, key, names)
     if focus.outcome and any(c.names_ok for c in about) and not any(c.answers for c in about):

@@ -179,6 +179,12 @@ class Focus:
     parts: list[Focus] = field(default_factory=list)  # multi-part questions: one focus per part
     outcome: bool = False  # "how effective / what did X show": result figures answer it best
     conditions: list[str] = field(default_factory=list)  # condition slugs the user names
+    # Time points the question asks at ("at 6 months", "day 2", "wk 32"): (number, unit) pairs a
+    # sentence must state to answer.
+    timepoints: list[tuple[str, str]] = field(default_factory=list)
+    # Key terms every sentence shown must cover: what a follow-up switches to when the corpus
+    # never uses it ("and in california?" is not answered by what the sources say of Oregon).
+    required: set[str] = field(default_factory=set)
 
     @property
     def multi(self) -> bool:
@@ -281,6 +287,10 @@ PEOPLE = frozenset(stems("people person patients participants adults subjects in
                          "veterans men women clients smokers users respondents children adolescents "
                          "drinkers cases pts ppl"))
 _TOPIC_ONLY = re.compile(r"^(?:and\s+|so\s+|ok(?:ay)?\s*,?\s*)?(?:what|how)\s+about\b", re.I)
+# A follow-up that asks the previous question about something else: "and in X?", "what about X",
+# "same for X".
+_SWITCH = re.compile(r"^(?:(?:and|but|so|ok(?:ay)?|also)[\s,]+)?(?:(?:what|how)\s+about\b|same\s+"
+                     r"(?:question\s+|thing\s+)?(?:for|in|with)\b|(?<=and )(?:in|for|with|among)\b)", re.I)
 # The trailing context a rewritten follow-up carries: "(about MDMA for PTSD)".
 _CARRIED = re.compile(r"\s*\((?:about|for) [^()]*\)\s*$")
 
@@ -343,7 +353,18 @@ def _demote(focus: Focus, framing: dict[str, float]) -> None:
 def carry(focus: Focus, previous: Focus) -> Focus:
     """A follow-up that asks the previous question about something else ("and in MAPP2?", "same
     for psilocybin?") inherits what that question asked for: its kind of answer and its key terms
-    (at a lower weight); what the follow-up names replaces what the previous one named."""
+    (at a lower weight); what the follow-up names replaces what the previous one named.
+
+    A follow-up that only switches the topic ("and in california?", "what about in japan") and
+    names no substance, condition, medicine or name of its own is about its own words: one the
+    corpus never uses is what the sources lack, however common a word it is in English, and no
+    sentence about the previous topic answers it (`Focus.required`)."""
+    own_text = _CARRIED.sub("", focus.text)
+    if _SWITCH.match(own_text) and not (focus.names or focus.medicines or focus.conditions
+                                        or lexicon.find_substances(own_text)):
+        focus.required = {st for st, w in focus.terms.items() if w > 0 and st not in focus.known
+                          and not st[:1].isdigit()}
+        focus.unknown += [focus.words[st] for st in focus.required if focus.words[st] not in focus.unknown]
     if sum(focus.terms.values()) >= 0.5 and focus.kind is not None:
         return focus
     own = sum(focus.terms.values())
@@ -453,6 +474,8 @@ def _analyse_text(text: str, corpus: CorpusTerms | None) -> Focus:
         # "how many licensed service centers": a participle before the plural noun counted.
         if re.search(r"\bhow many\s+\w+ed\b(?!\s+(?:\w+\s+)?\w+s\b)", norm) and not re.search(r"\bhow many hundred", norm):
             counted = "peopl"
+        if re.search(r"\bhow many\s+(?:were|was|are|is|had|have|did|got|became|remained|stayed)\b", norm):
+            counted = "peopl"  # "how many were abstinent": how many of the people
     measured = None
     if kind == "percent":
         mm = re.search(r"\b(\w{4,}) rates?\b", norm)
@@ -560,7 +583,36 @@ def _analyse_text(text: str, corpus: CorpusTerms | None) -> Focus:
     return Focus(text=text, kind=kind, polar=polar, unit=unit, names=names, substances=substances,
                  medicines=lexicon.find_medicines(text), terms=terms, words=shown, aliases=aliases,
                  unknown=unknown, figures=figures, known=known, counted=counted, measured=measured,
+                 timepoints=timepoints(text),
                  outcome=kind is None and bool(_OUTCOME.search(norm)))
+
+
+_TIME_UNITS = {"day": "day", "days": "day", "week": "week", "weeks": "week", "wk": "week",
+               "wks": "week", "month": "month", "months": "month", "mo": "month", "mos": "month",
+               "year": "year", "years": "year", "yr": "year", "yrs": "year", "hour": "hour",
+               "hours": "hour", "hr": "hour", "hrs": "hour", "h": "hour"}
+_UNIT_ALT = "|".join(sorted(_TIME_UNITS, key=len, reverse=True))
+_TIMEPOINT = re.compile(rf"\b(?:at|by|after|to|through|until|in|on|over)\s+(?:(?:the|a)\s+)?(?:"
+                        rf"(?P<u1>{_UNIT_ALT})[\s-]*(?P<n1>\d+)|(?P<n2>\d+)[\s-]*(?P<u2>{_UNIT_ALT}))\b"
+                        rf"|\b(?P<u3>day|week|wk|month)[\s-]*(?P<n3>\d+)\b", re.I)
+
+
+def timepoints(text: str) -> list[tuple[str, str]]:
+    """The time points a question asks at: "at 6 months", "by week 12", "day 2" ((number, unit))."""
+    out = []
+    for m in _TIMEPOINT.finditer(text):
+        n = m.group("n1") or m.group("n2") or m.group("n3")
+        u = _TIME_UNITS[(m.group("u1") or m.group("u2") or m.group("u3")).lower()]
+        if (n, u) not in out:
+            out.append((n, u))
+    return out
+
+
+def states_timepoint(text: str, point: tuple[str, str]) -> bool:
+    """Whether `text` states the time point ("6 months", "6-month", "month 6", "week-12")."""
+    n, unit = point
+    forms = "|".join(re.escape(k) for k, v in _TIME_UNITS.items() if v == unit)
+    return bool(re.search(rf"(?<![\d.]){n}[\s-]*(?:{forms})\b|\b(?:{forms})[\s-]*{n}(?!\d|\.\d)", text, re.I))
 
 
 def _completion(stem: str, corpus: CorpusTerms) -> str | None:
