@@ -220,3 +220,9 @@ def test_a_question_at_a_time_point_the_sources_report_is_answered_with_it(qa):
     ans = ask(qa, "psilocybin smoking pilot, how many were abstinent at 12 months")
     assert ans.status == "answered"
     assert "67%" in ans.answer
+
+
+def test_a_missing_compound_name_is_quoted_whole(qa):
+    ans = ask(qa, "does st john's wort interact with psilocybin")
+    assert ans.status == "no_evidence"
+    assert "'st john's wort'" in ans.answer.lower()

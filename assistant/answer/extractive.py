@@ -455,8 +455,9 @@ def _related(cands: list[Candidate]) -> list[Candidate]:
 def _missing(cands: list[Candidate], focus: Focus) -> str:
     """What the sources lack, in one sentence a clinician can act on."""
     if focus.unknown:
-        return messages.not_in_sources(focus.unknown)
+        return messages.not_in_sources([focus.phrases.get(u, u) for u in focus.unknown])
     key = [focus.words[t] for t, w in sorted(focus.terms.items(), key=lambda x: -x[1]) if w >= 0.5][:3]
+    key = [focus.phrases.get(k, k) for k in key]
     names = focus.names + [lexicon.DISPLAY_NAMES.get(s, s) for s in focus.substances + focus.conditions]
     about = [c for c in cands if c.coverage >= 0.5]
     if focus.timepoints and any(c.names_ok and not c.time_ok for c in about):

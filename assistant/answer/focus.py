@@ -182,6 +182,8 @@ class Focus:
     # Time points the question asks at ("at 6 months", "day 2", "wk 32"): (number, unit) pairs a
     # sentence must state to answer.
     timepoints: list[tuple[str, str]] = field(default_factory=list)
+    # A word as written -> the compound name it ends, for messages ("wort" -> "st john's wort").
+    phrases: dict[str, str] = field(default_factory=dict)
     # Key terms every sentence shown must cover: what a follow-up switches to when the corpus
     # never uses it ("and in california?" is not answered by what the sources say of Oregon).
     required: set[str] = field(default_factory=set)
@@ -583,7 +585,7 @@ def _analyse_text(text: str, corpus: CorpusTerms | None) -> Focus:
     return Focus(text=text, kind=kind, polar=polar, unit=unit, names=names, substances=substances,
                  medicines=lexicon.find_medicines(text), terms=terms, words=shown, aliases=aliases,
                  unknown=unknown, figures=figures, known=known, counted=counted, measured=measured,
-                 timepoints=timepoints(text),
+                 timepoints=timepoints(text), phrases=_compounds(text, [*shown.values(), *unknown]),
                  outcome=kind is None and bool(_OUTCOME.search(norm)))
 
 
@@ -595,6 +597,17 @@ _UNIT_ALT = "|".join(sorted(_TIME_UNITS, key=len, reverse=True))
 _TIMEPOINT = re.compile(rf"\b(?:at|by|after|to|through|until|in|on|over)\s+(?:(?:the|a)\s+)?(?:"
                         rf"(?P<u1>{_UNIT_ALT})[\s-]*(?P<n1>\d+)|(?P<n2>\d+)[\s-]*(?P<u2>{_UNIT_ALT}))\b"
                         rf"|\b(?P<u3>day|week|wk|month)[\s-]*(?P<n3>\d+)\b", re.I)
+
+
+def _compounds(text: str, written: list[str]) -> dict[str, str]:
+    """The words of `written` that end a compound name with a possessive in it ("St John's
+    wort", "Parkinson's disease"), with that name as the question wrote it."""
+    out = {}
+    for w in dict.fromkeys(written):
+        m = re.search(rf"(?:\b[A-Za-z]{{1,3}}\.?\s+)?\b[A-Za-z]+['’]s\s+{re.escape(w)}\b", text, re.I)
+        if m:
+            out[w] = m.group()
+    return out
 
 
 def timepoints(text: str) -> list[tuple[str, str]]:
