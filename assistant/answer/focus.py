@@ -52,7 +52,7 @@ _KINDS: list[tuple[str, re.Pattern[str]]] = [(k, re.compile(p, re.I)) for k, p i
     ("duration", r"\b(?:how long|how many (?:weeks|days|hours|months|years|minutes|sessions? long)|"
                  r"half-?life|duration|for how long|how soon|how quickly)"),
     ("percent", r"\b(?:what (?:percent(?:age)?|proportion|share|fraction|rate|%)|how likely|"
-                r"\w+ rates?\b|percentage|per ?cent|%|how common|how often|"
+                r"\w+ rates?\b|percentage|per ?cent|%|how common|how often|incidence|prevalence|"
                 r"how (?:many|much) of (?:the|them))"),
     ("count", r"\b(?:how many|number of|how big (?:was|is) the (?:cohort|sample|trial|study)|"
               r"sample size|how large (?:was|is) the (?:cohort|sample|trial|study)|"
