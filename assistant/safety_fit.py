@@ -3,9 +3,10 @@
 Training data: every expression of `assistant/safety_bank.yaml` plus the **dev** split of
 `eval/safety.jsonl` (the test split is never read: rows are filtered on `split` as the file is
 parsed). A dev message with history is learnt as the previous user turn joined to it (the view the
-screen scores for follow-ups), and also alone unless it is a crisis only in that light; the
-sentences of multi-sentence dev messages that are not crises are learnt with their message's
-label, so that a fragment such as "Never done it before." is not a crisis on its own.
+screen scores for follow-ups), and also alone unless it is a crisis only in that light (a clinical
+message with a subject of its own right after the crisis response only alone, as the screen reads
+it); the sentences of multi-sentence dev messages that are not crises are learnt with their
+message's label, so that a fragment such as "Never done it before." is not a crisis on its own.
 
 Before fitting on everything, a 5-fold cross-validation over the dev messages (the bank always
 in training, patterns included, follow-ups rewritten as `Assistant.ask` does) prints the honest
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from assistant import safety_semantic as sem
+from assistant.answer.focus import has_subject
 from assistant.conversation import rewrite
 from assistant.models import Turn
 
@@ -91,7 +93,11 @@ def training_texts(items: list[Item]) -> list[tuple[str, int]]:
     for it in items:
         y = sem.LABELS.index(it.label)
         prev = it.previous_user_turns
-        if prev:
+        # Right after the crisis response, a message with a subject of its own is read alone
+        # (safety_semantic.AFTER_CRISIS_CONTEXT): its joined view is not a view the screen scores, and
+        # learnt as clinical it would teach that a crisis turn joined to anything is clinical.
+        alone_after_crisis = bool(prev) and it.after_crisis and has_subject(it.message)
+        if prev and not (alone_after_crisis and it.label != "crisis"):
             out.append((sem.semantic_text(f"{prev[-1].strip()} {it.message}"), y))
         if not prev or it.label != "crisis":
             out.append((sem.semantic_text(it.message), y))

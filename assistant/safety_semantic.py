@@ -29,6 +29,7 @@ import numpy as np
 
 from assistant import messages, safety
 from assistant.safety import SafetyDecision
+from assistant.answer.focus import has_subject
 from assistant.text import sentence_spans
 
 BANK_PATH = Path(__file__).with_name("safety_bank.yaml")
@@ -46,9 +47,11 @@ CRISIS, SOURCING, PERSONAL_DOSE, CLINICAL = range(4)
 # mostly repeats what that turn already decided. (Crisis sentence 0.85: in the dev
 # cross-validation no sentence of a non-crisis message scored above 0.78, and "Honestly I have been
 # collecting my own tablets for weeks and I am ready to take them all." inside a nurse's question
-# scored 0.89 once the bank had informal clinical questions.)
+# scored 0.89 once the bank had informal clinical questions. 0.65 with the bank and dev split of
+# the fourth round: that sentence scores 0.65, and in the dev cross-validation 0.65 costs nothing
+# against 0.85, while 0.60 gives one clinical message the crisis text and misses a dose request.)
 THRESHOLDS: dict[str, dict[str, float]] = {
-    "crisis": {"message": 0.30, "sentence": 0.85, "context": 0.50},
+    "crisis": {"message": 0.30, "sentence": 0.65, "context": 0.50},
     "sourcing": {"message": 0.50, "sentence": 0.95, "context": 0.80},
     "personal_dose": {"message": 0.50, "sentence": 0.95, "context": 0.80},
 }
@@ -65,10 +68,13 @@ NEAREST_FLOOR = 0.10
 # on the whole-message view with less than CLEAR_MAX, whose nearest bank expression is a clinical
 # one at least CLEAR_MIN similar and CLEAR_MARGIN nearer than any crisis one, is a close
 # paraphrase of a question psyqa answers ("ibogaine heart problems" sits at 0.88 from "ibogaine
-# heart risks" and scores 0.38 as a crisis). Sentence and context views are not cleared.
-CLEAR_MAX = 0.50
-CLEAR_MIN = 0.85
-CLEAR_MARGIN = 0.05
+# heart risks" and scores 0.38 as a crisis). Sentence and context views are not cleared. (0.80,
+# 0.65 and 0.10, from 0.50, 0.85 and 0.05, once the bank had more clinical and everyday questions
+# in the words crisis talk uses: in the dev cross-validation clinical messages handled as a crisis
+# went from 6.8% to 3.4%, no crisis message lost; a margin of 0.15 or CLEAR_MAX 0.90 lost one.)
+CLEAR_MAX = 0.80
+CLEAR_MIN = 0.65
+CLEAR_MARGIN = 0.10
 # A message that is stopped anyway (a sourcing or dosing request) gets the crisis text from this
 # crisis probability on, on the message or on the previous turn joined to it: declining someone
 # in crisis ("I have enough pens to do it and nobody checks how many I use" read as a dose
@@ -76,12 +82,18 @@ CLEAR_MARGIN = 0.05
 # 0.20 it saved no crisis message in the dev cross-validation and turned a sourcing request
 # (0.26) and the dose follow-up "And for me?" (0.22) into crisis answers.
 CRISIS_OVER_DECLINE = 0.30
-# Right after the crisis response, the previous turn joined to this one is a crisis from this
-# probability on (not THRESHOLDS' 0.50): a retraction or a change of subject straight after a
-# disclosure ("relax, it was a joke. anyway, ...") reads as clinical on its own; the joined view
-# of the two such dev turns scored 0.38 and 0.22 in the dev cross-validation, and a clinical
-# question with a topic of its own after a crisis turn ("What did the MAPP1 trial of MDMA for
-# PTSD find?") 0.29, so it counts from 0.35.
+# After a crisis turn (the previous user turn is a crisis by this screen's own verdict, or the chat
+# shows the crisis response), the joined view mostly repeats that turn, so it cannot tell a
+# message that carries on from it from one that moves on: joined to a disclosure, "thanks, I
+# called 988 and my sister is here. separate q, does Spravato need the 2 hr monitoring?" scores
+# 0.9 and more. So a message that names a subject of its own (a substance, condition, medicine or
+# name: `has_subject`) is read alone, by the usual bars, and when it is not a crisis itself it is
+# answered with the crisis resources kept in view (messages.AFTER_CRISIS_NOTE; the app keeps the
+# crisis text in the sidebar). A message that names nothing ("and if I took the whole packet
+# tonight?", "yes. for months now") only makes sense with the crisis turn and is read joined to
+# it, a crisis from AFTER_CRISIS_CONTEXT. (Lower bars for the message alone after a crisis were
+# tried on the dev cross-validation: they caught no retraction such as "relax, it was a joke.
+# anyway, ..." and gave reassurances like the one above the crisis text again.)
 AFTER_CRISIS_CONTEXT = 0.35
 # Sentences shorter than this many words are not scored on their own ("ok.", "yeah.").
 MIN_SENTENCE_WORDS = 3
@@ -246,6 +258,11 @@ class Plan:
     n_sentences: int = 0
     has_context: bool = False
     after_crisis: bool = False  # the previous message of the chat got the crisis response
+    # The previous user turn's own plan (with the turn before it), whose verdict says whether
+    # this turn follows a crisis; its texts come after this turn's in `texts`.
+    previous: Plan | None = None
+    own_subject: bool = True    # the message names a subject of its own (`has_subject`)
+    follows_crisis: bool = False  # set by `decide`: the previous turn was a crisis
 
 
 @dataclass
@@ -275,10 +292,19 @@ class Scores:
 
 def after_crisis(history: Sequence) -> bool:
     """Whether the last assistant turn of `history` (Turns or {"role", "content"} mappings) is
-    the crisis response."""
+    the crisis response: the current text, or one that opens as the crisis text of an earlier
+    version did (a saved conversation from before the text changed)."""
     replies = [t.content if hasattr(t, "content") else t["content"] for t in history
                if (t.role if hasattr(t, "role") else t["role"]) == "assistant"]
-    return bool(replies) and replies[-1] == messages.CRISIS_RESPONSE
+    if not replies:
+        return False
+    last = replies[-1].strip()
+    return last == messages.CRISIS_RESPONSE or last.startswith(_EARLIER_CRISIS_OPENING)
+
+
+# How the crisis response of earlier versions opened.
+_EARLIER_CRISIS_OPENING = ("If you are in immediate danger call 911",
+                           "If you or someone else is in immediate danger")
 
 
 def readable(text: str) -> bool:
@@ -430,7 +456,8 @@ class SafetyScreen:
         _ = self.classifier, self.nearest
 
     def plan(self, message: str, previous_user_turns: Sequence[str] = (),
-             standalone: str | None = None, after_crisis: bool = False) -> Plan:
+             standalone: str | None = None, after_crisis: bool = False,
+             _previous: bool = True) -> Plan:
         """The pattern layer's verdict and the texts the semantic layer needs vectors for.
 
         Args:
@@ -439,6 +466,9 @@ class SafetyScreen:
             standalone: The rewritten standalone question, when it differs from `message`; the
                 pattern layer reads it too.
             after_crisis: Whether the chat's previous message got the crisis response.
+
+        The previous user turn is planned too (its vectors go in the same batch), so that
+        `decide` knows whether this turn follows a crisis by the screen's own verdict on it.
         """
         plan = Plan(message=message, after_crisis=after_crisis)
         if not message.strip():
@@ -452,16 +482,29 @@ class SafetyScreen:
             plan.decision = pattern
             return plan
         plan.pattern = pattern
+        if not readable(message):
+            # The English model reads another script as noise, and its scores on it are noise too
+            # (an Arabic question about ibogaine's heart risks got the crisis text): the pattern
+            # layer decides alone.
+            plan.decision = pattern
+            return plan
         sentences = _sentences(message)
         plan.texts = [semantic_text(message)] + [semantic_text(s) for s in sentences]
         plan.n_sentences = len(sentences)
         if previous_user_turns and previous_user_turns[-1].strip() and readable(previous_user_turns[-1]):
             plan.texts.append(semantic_text(f"{previous_user_turns[-1].strip()} {message}"))
             plan.has_context = True
+            if _previous:
+                # The previous turn as it was screened itself, with the turn before it.
+                plan.previous = self.plan(previous_user_turns[-1], previous_user_turns[:-1],
+                                          _previous=False)
+                plan.texts += plan.previous.texts
+                plan.own_subject = has_subject(message)
         return plan
 
     def scores(self, plan: Plan, vectors: np.ndarray) -> Scores:
-        probs = self.classifier.proba(np.asarray(vectors)[: len(plan.texts)])
+        own = len(plan.texts) - (len(plan.previous.texts) if plan.previous is not None else 0)
+        probs = self.classifier.proba(np.asarray(vectors)[:own])
         return Scores(message=probs[0], sentences=probs[1:1 + plan.n_sentences],
                       context=probs[-1] if plan.has_context else None)
 
@@ -472,6 +515,19 @@ class SafetyScreen:
         assert vectors is not None and len(vectors) >= len(plan.texts)
         self._remember(plan.texts, vectors)
         scores = self.scores(plan, vectors)
+        previous = plan.previous
+        if previous is not None:
+            own = len(plan.texts) - len(previous.texts)
+            verdict = self.decide(previous, vectors[own:len(plan.texts)]) if previous.texts \
+                else previous.decision
+            plan.follows_crisis = verdict is not None and verdict.kind == "crisis"
+        plan.follows_crisis = plan.follows_crisis or plan.after_crisis
+        if plan.follows_crisis and scores.context is not None:
+            if not plan.own_subject:
+                if scores.context[CRISIS] >= AFTER_CRISIS_CONTEXT:
+                    return _decision("crisis", "context", float(scores.context[CRISIS]))
+            else:  # read alone: joined to the crisis turn it would be a crisis whatever it asks
+                scores.context = None
         found = scores.label()
         if found is not None and found[0] == "crisis":
             if not (found[1] == "message" and found[2] < CLEAR_MAX
@@ -485,9 +541,6 @@ class SafetyScreen:
             if scores.context is not None and scores.context[CRISIS] >= t["context"]:
                 return _decision("crisis", "context", float(scores.context[CRISIS]))
             found = scores.label(skip=("crisis",))
-        if plan.after_crisis and scores.context is not None \
-                and scores.context[CRISIS] >= AFTER_CRISIS_CONTEXT:
-            return _decision("crisis", "context", float(scores.context[CRISIS]))
         if scores.message[CRISIS] >= NEAREST_FLOOR:
             crisis_sim, other_sim, _ = self.nearest.match(vectors[0])
             if crisis_sim >= NEAREST_MIN and crisis_sim - other_sim >= NEAREST_MARGIN:
