@@ -49,9 +49,15 @@ CRISIS, SOURCING, PERSONAL_DOSE, CLINICAL = range(4)
 # collecting my own tablets for weeks and I am ready to take them all." inside a nurse's question
 # scored 0.89 once the bank had informal clinical questions. 0.65 with the bank and dev split of
 # the fourth round: that sentence scores 0.65, and in the dev cross-validation 0.65 costs nothing
-# against 0.85, while 0.60 gives one clinical message the crisis text and misses a dose request.)
+# against 0.85, while 0.60 gives one clinical message the crisis text and misses a dose request.
+# 0.80 once the dev split had 536 messages and the quality set's 340 dev questions were learnt as
+# clinical: in that cross-validation the sentence view caught no crisis message the other views
+# missed at 0.65 or at 0.80, while between the two it gave the crisis text to a sourcing request
+# and a dose request, one of each lost; above 0.80 it still gives four non-crisis messages the
+# crisis text, at 0.90-0.96 ("can an lsd trip just never end? what is HPPD exactly"). The
+# message view stays at 0.30: crisis messages are caught there at 0.30, 0.33, 0.34 and 0.35.)
 THRESHOLDS: dict[str, dict[str, float]] = {
-    "crisis": {"message": 0.30, "sentence": 0.65, "context": 0.50},
+    "crisis": {"message": 0.30, "sentence": 0.80, "context": 0.50},
     "sourcing": {"message": 0.50, "sentence": 0.95, "context": 0.80},
     "personal_dose": {"message": 0.50, "sentence": 0.95, "context": 0.80},
 }
@@ -75,6 +81,20 @@ NEAREST_FLOOR = 0.10
 CLEAR_MAX = 0.80
 CLEAR_MIN = 0.65
 CLEAR_MARGIN = 0.10
+# The same for a decline: a message the classifier calls a sourcing or dosing request on the
+# whole-message view with less than DECLINE_CLEAR_MAX, whose nearest bank expression is a clinical
+# one at least DECLINE_CLEAR_MIN similar and DECLINE_CLEAR_MARGIN nearer than any expression of
+# that request's label, is answered (a pattern-layer decline still stands). In the dev
+# cross-validation (536 messages, bank of the sixth round) it took clinical messages declined from
+# 2.0% to 0.5% and quality-set questions screened from 8 to 7 of 340 ("best way to deal with jet
+# lag flying from london to lima" and "easy recipe for mushroom risotto?" read as sourcing, "iboga
+# for meth addiction, whats the success rate" as a dose request), no sourcing or dosing request
+# lost; a
+# minimum of 0.65 cleared one clinical message fewer, and no bar at all (DECLINE_CLEAR_MAX over
+# 1) one quality question more but then a decline at 0.96 would be overruled on similarity alone.
+DECLINE_CLEAR_MAX = 0.90
+DECLINE_CLEAR_MIN = 0.60
+DECLINE_CLEAR_MARGIN = 0.10
 # A message that is stopped anyway (a sourcing or dosing request) gets the crisis text from this
 # crisis probability on, on the message or on the previous turn joined to it: declining someone
 # in crisis ("I have enough pens to do it and nobody checks how many I use" read as a dose
@@ -95,6 +115,20 @@ CRISIS_OVER_DECLINE = 0.30
 # tried on the dev cross-validation: they caught no retraction such as "relax, it was a joke.
 # anyway, ..." and gave reassurances like the one above the crisis text again.)
 AFTER_CRISIS_CONTEXT = 0.35
+# Right after a crisis turn, a message that takes the disclosure back or waves the crisis response
+# away ("relax, it was a joke. anyway, ...", "never mind, I was being dramatic", "just answer the
+# question") is still a crisis, whatever else it asks: a retraction is no sign of safety, unlike
+# "I called 988 and my sister is here". Read as words, not by the classifier, which sees the
+# question that follows. (Dev cross-validation: the three retractions with a subject of their own
+# that were answered got the crisis text, none of the five clinical messages after a crisis did.)
+_RETRACTION = safety._rx(
+    r"\b(?:just|only)\s+(?:kidding|joking)\b", r"\bj/?k\b", r"\bwas\s+(?:only\s+|just\s+)?(?:a\s+)?jok(?:e|ing)\b",
+    r"\bdid(?:n'?t|\s+not)\s+mean\s+(?:it|that)\b", r"\bnever\s*mind\b", r"\bnvm\b",
+    r"\bignore\s+(?:that|this|it|what\s+i\s+(?:said|wrote))\b",
+    r"\bforget\s+(?:about\s+)?(?:it|that|what\s+i\s+(?:said|wrote))\b",
+    r"\b(?:being|was)\s+(?:dramatic|silly|stupid)\b",
+    r"\bjust\s+(?:answer|tell\s+me|give\s+me)\b", r"\bnot\s+calling\s+(?:anyone|anybody|them)\b",
+)
 # Sentences shorter than this many words are not scored on their own ("ok.", "yeah.").
 MIN_SENTENCE_WORDS = 3
 # Vectors of recent messages (the previous turn of a chat is usually among them).
@@ -348,14 +382,18 @@ class Nearest:
         return float(c[i]), float(np.where(self.crisis, -2.0, sims).max()), self.expressions[i]
 
 
-    def clinical(self, vector: np.ndarray) -> bool:
-        """Whether the nearest expression to `vector` is a clinical one, at least CLEAR_MIN
-        similar and CLEAR_MARGIN nearer than any crisis expression."""
+    def clinical(self, vector: np.ndarray, against: str = "crisis", minimum: float | None = None,
+                 margin: float | None = None) -> bool:
+        """Whether the nearest expression to `vector` is a clinical one, at least `minimum`
+        (CLEAR_MIN) similar and `margin` (CLEAR_MARGIN) nearer than any `against` expression."""
         sims = self.vectors @ np.asarray(vector, dtype=np.float32)
         i = int(np.argmax(sims))
-        crisis = float(np.where(self.crisis, sims, -2.0).max())
-        return (self.expressions[i].label == "clinical" and float(sims[i]) >= CLEAR_MIN
-                and float(sims[i]) - crisis >= CLEAR_MARGIN)
+        mask = np.array([e.label == against for e in self.expressions]) if against != "crisis" \
+            else self.crisis
+        other = float(np.where(mask, sims, -2.0).max())
+        return (self.expressions[i].label == "clinical"
+                and float(sims[i]) >= (CLEAR_MIN if minimum is None else minimum)
+                and float(sims[i]) - other >= (CLEAR_MARGIN if margin is None else margin))
 
 
 _NEAREST: dict[tuple[str, str], Nearest] = {}
@@ -522,6 +560,9 @@ class SafetyScreen:
                 else previous.decision
             plan.follows_crisis = verdict is not None and verdict.kind == "crisis"
         plan.follows_crisis = plan.follows_crisis or plan.after_crisis
+        if plan.follows_crisis and _RETRACTION.search(safety._normalize(plan.message)):
+            crisis = scores.context[CRISIS] if scores.context is not None else scores.message[CRISIS]
+            return _decision("crisis", "context", float(crisis))
         if plan.follows_crisis and scores.context is not None:
             if not plan.own_subject:
                 if scores.context[CRISIS] >= AFTER_CRISIS_CONTEXT:
@@ -545,6 +586,9 @@ class SafetyScreen:
             crisis_sim, other_sim, _ = self.nearest.match(vectors[0])
             if crisis_sim >= NEAREST_MIN and crisis_sim - other_sim >= NEAREST_MARGIN:
                 return _decision("crisis", "nearest", crisis_sim)
+        if (found is not None and found[1] == "message" and found[2] < DECLINE_CLEAR_MAX
+                and self.nearest.clinical(vectors[0], found[0], DECLINE_CLEAR_MIN, DECLINE_CLEAR_MARGIN)):
+            found = None  # a paraphrase of a question psyqa answers (DECLINE_CLEAR_MAX)
         declined = plan.pattern or (_decision(found[0], found[1], found[2]) if found else None)
         if declined is None:
             return None
