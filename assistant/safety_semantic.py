@@ -240,31 +240,35 @@ class Classifier:
 
 
 def fit(vectors: np.ndarray, labels: Sequence[int], weights: Sequence[float] | None = None, *,
-        l2: float = 1e-4, scale: float = 5.0, steps: int = 3000, rate: float = 0.5) -> Classifier:
-    """Fit the softmax regression by full-batch gradient descent (deterministic).
+        c: float = 1.0, scale: float = 5.0, steps: int = 3000) -> Classifier:
+    """Fit the softmax regression to convergence: multinomial logistic regression (L-BFGS, L2
+    penalty 1/(2c) on the weights, not the bias; deterministic).
 
     Each example counts with its weight (default 1), and then each class as much as any other,
     so that the larger crisis and contrast banks do not pull sourcing and dosing requests over.
+    (It replaced 3000 steps of full-batch gradient descent, stopped early, l2 1e-4: in the dev
+    cross-validation of the sixth round, 536 messages and the quality set's 340 dev questions,
+    crisis recall 97.3% -> 97.9%, personal_dose 95.9% -> 96.9%, clinical messages shown the
+    crisis text 4.0% -> 3.5%, sourcing and declines unchanged; c 0.5 and 2 scored within one
+    message of c 1, and a fit takes seconds instead of a minute.)
     """
+    from sklearn.linear_model import LogisticRegression
+
     x = np.asarray(vectors, dtype=np.float64) * scale
     y = np.asarray(labels)
-    dim = x.shape[1]
     k = len(LABELS)
     w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
     totals = np.bincount(y, weights=w, minlength=k)
     w_sample = w / np.maximum(totals, 1e-9)[y]
-    w_sample /= w_sample.sum()
-    onehot = np.eye(k)[y]
-    coef = np.zeros((dim, k))
-    bias = np.zeros(k)
-    for _ in range(steps):
-        z = x @ coef + bias
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-        g = (p - onehot) * w_sample[:, None]
-        coef -= rate * (x.T @ g + l2 * coef)
-        bias -= rate * g.sum(axis=0)
+    w_sample *= len(y) / w_sample.sum()
+    model = LogisticRegression(C=c, max_iter=steps, tol=1e-6)
+    model.fit(x, y, sample_weight=w_sample)
+    coef = np.zeros((x.shape[1], k))
+    bias = np.full(k, -1e4)  # a label absent from the training data is never predicted
+    coef[:, model.classes_] = model.coef_.T if len(model.classes_) > 2 else np.hstack(
+        [-model.coef_.T / 2, model.coef_.T / 2])
+    bias[model.classes_] = model.intercept_ if len(model.classes_) > 2 else np.array(
+        [-model.intercept_[0] / 2, model.intercept_[0] / 2])
     return Classifier(coef.astype(np.float32), bias.astype(np.float32), scale)
 
 
