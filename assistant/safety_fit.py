@@ -309,9 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     clf = fit_all(items, bank, encode)
     clf.meta = {"model": "all-MiniLM-L6-v2", "bank_sha256": sem.bank_digest(),
                 "dev_sha256": dev_digest(items), "bank_expressions": len(bank),
-                "dev_messages": len(items), "fitted_by": "python -m assistant.safety_fit", **out}
+                "dev_messages": sum(not i.signal.startswith("quality/") for i in items),
+                "quality_questions": sum(i.signal.startswith("quality/") for i in items),
+                "fitted_by": "python -m assistant.safety_fit", **out}
     sem.MODEL_PATH.write_text(json.dumps(clf.to_json(), indent=0) + "\n", encoding="utf-8")
-    print(f"wrote {sem.MODEL_PATH} ({len(bank)} bank expressions, {len(items)} dev messages)")
+    print(f"wrote {sem.MODEL_PATH} ({len(bank)} bank expressions, {clf.meta['dev_messages']} dev "
+          f"messages, {clf.meta['quality_questions']} quality-set questions)")
     return 0
 
 

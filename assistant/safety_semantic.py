@@ -50,14 +50,15 @@ CRISIS, SOURCING, PERSONAL_DOSE, CLINICAL = range(4)
 # scored 0.89 once the bank had informal clinical questions. 0.65 with the bank and dev split of
 # the fourth round: that sentence scores 0.65, and in the dev cross-validation 0.65 costs nothing
 # against 0.85, while 0.60 gives one clinical message the crisis text and misses a dose request.
-# 0.80 once the dev split had 536 messages and the quality set's 340 dev questions were learnt as
-# clinical: in that cross-validation the sentence view caught no crisis message the other views
-# missed at 0.65 or at 0.80, while between the two it gave the crisis text to a sourcing request
-# and a dose request, one of each lost; above 0.80 it still gives four non-crisis messages the
-# crisis text, at 0.90-0.96 ("can an lsd trip just never end? what is HPPD exactly"). The
-# message view stays at 0.30: crisis messages are caught there at 0.30, 0.33, 0.34 and 0.35.)
+# 0.70 once the dev split had 536 messages, the quality set's 340 dev questions were learnt as
+# clinical and the fit ran to convergence: in that cross-validation the sentence view caught no
+# crisis message the other views missed, and 0.65 gave a sourcing request the crisis text (0.70 to
+# 0.80 all scored the same); the nurse's sentence above scores 0.80, so 0.70 keeps a margin. Above
+# that the view still gives four non-crisis messages the crisis text, at 0.87-0.98 ("can an lsd
+# trip just never end? what is HPPD exactly"). The message view stays at 0.30: crisis messages are
+# caught there at 0.33 (three), 0.38 and 0.40.)
 THRESHOLDS: dict[str, dict[str, float]] = {
-    "crisis": {"message": 0.30, "sentence": 0.80, "context": 0.50},
+    "crisis": {"message": 0.30, "sentence": 0.70, "context": 0.50},
     "sourcing": {"message": 0.50, "sentence": 0.95, "context": 0.80},
     "personal_dose": {"message": 0.50, "sentence": 0.95, "context": 0.80},
 }
