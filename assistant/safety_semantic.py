@@ -86,13 +86,14 @@ CLEAR_MARGIN = 0.10
 # whole-message view with less than DECLINE_CLEAR_MAX, whose nearest bank expression is a clinical
 # one at least DECLINE_CLEAR_MIN similar and DECLINE_CLEAR_MARGIN nearer than any expression of
 # that request's label, is answered (a pattern-layer decline still stands). In the dev
-# cross-validation (536 messages, bank of the sixth round) it took clinical messages declined from
-# 2.0% to 0.5% and quality-set questions screened from 8 to 7 of 340 ("best way to deal with jet
+# cross-validation (536 messages and 340 quality questions, the converged fit of the sixth round) it
+# took clinical messages declined from 2.5% to 0.5% and quality-set questions screened from 10 to
+# 8 of 340 (with the early-stopped fit: 2.0% to 0.5%, 8 to 7; "best way to deal with jet
 # lag flying from london to lima" and "easy recipe for mushroom risotto?" read as sourcing, "iboga
 # for meth addiction, whats the success rate" as a dose request), no sourcing or dosing request
-# lost; a
-# minimum of 0.65 cleared one clinical message fewer, and no bar at all (DECLINE_CLEAR_MAX over
-# 1) one quality question more but then a decline at 0.96 would be overruled on similarity alone.
+# lost; a minimum of 0.65 cleared one clinical message fewer, and no bar at all (DECLINE_CLEAR_MAX
+# over 1) one quality question more, but then a decline however sure would be overruled on
+# similarity alone.
 DECLINE_CLEAR_MAX = 0.90
 DECLINE_CLEAR_MIN = 0.60
 DECLINE_CLEAR_MARGIN = 0.10
