@@ -158,6 +158,9 @@ class Assistant:
             yield done(ans)
             return
         timings["safety"] = (time.perf_counter() - t0) * 1000
+        # Right after a crisis message, a question that is not a crisis itself is answered, with
+        # the crisis resources kept in view.
+        notes = [messages.AFTER_CRISIS_NOTE] if plan.follows_crisis else []
 
         t = time.perf_counter()
         evidence = self.gather(standalone_text, filters, previous, queries)
@@ -184,14 +187,14 @@ class Assistant:
                 CLAIM_TYPES, self.search.reviewed_statements)
             yield done(Answer(answer=draft.text, citations=draft.citations, caveat=messages.CAVEAT,
                               status="answered", standalone_question=standalone_text,
-                              notes=draft.notes + figure_notes, figures=checks,
+                              notes=notes + draft.notes + figure_notes, figures=checks,
                               confidence=draft.evidence))
             return
         text = messages.no_evidence_text(draft.missing, len(draft.related), draft.nearest_topics)
         if first:
             yield text
         yield done(Answer(answer=text, citations=[], caveat=messages.CAVEAT, status="no_evidence",
-                          standalone_question=standalone_text, notes=draft.notes, related=draft.related,
+                          standalone_question=standalone_text, notes=notes + draft.notes, related=draft.related,
                           confidence=draft.evidence))
 
     def queries(self, question: str, previous: str | None = None) -> Queries:

@@ -29,6 +29,15 @@ CRISIS_RESPONSE: str = (
     "You don't have to handle this alone."
 )
 
+# Under an answer given right after a crisis message (assistant/safety_semantic.py, AFTER_CRISIS_CONTEXT):
+# the new question is answered, and the way to help stays in view (the app also keeps the crisis
+# text in the sidebar for the rest of the chat).
+AFTER_CRISIS_NOTE: str = (
+    "Answered as a question of its own. If you are still in danger, call your local emergency "
+    "number (911 in the US), or call or text 988 in the US; findahelpline.com lists crisis lines "
+    "in other countries."
+)
+
 SOURCING_DECLINE: str = (
     "psyqa does not help anyone obtain, buy, grow, extract or synthesise controlled "
     "substances. It can describe what clinical trials did, what the evidence shows, and the "

@@ -3,9 +3,10 @@
 Training data: every expression of `assistant/safety_bank.yaml` plus the **dev** split of
 `eval/safety.jsonl` (the test split is never read: rows are filtered on `split` as the file is
 parsed). A dev message with history is learnt as the previous user turn joined to it (the view the
-screen scores for follow-ups), and also alone unless it is a crisis only in that light; the
-sentences of multi-sentence dev messages that are not crises are learnt with their message's
-label, so that a fragment such as "Never done it before." is not a crisis on its own.
+screen scores for follow-ups), and also alone unless it is a crisis only in that light (a clinical
+message with a subject of its own right after the crisis response only alone, as the screen reads
+it); the sentences of multi-sentence dev messages that are not crises are learnt with their
+message's label, so that a fragment such as "Never done it before." is not a crisis on its own.
 
 Before fitting on everything, a 5-fold cross-validation over the dev messages (the bank always
 in training, patterns included, follow-ups rewritten as `Assistant.ask` does) prints the honest
@@ -27,11 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from assistant import safety_semantic as sem
+from assistant.answer.focus import has_subject
 from assistant.conversation import rewrite
 from assistant.models import Turn
 
 REPO = Path(__file__).resolve().parents[1]
 SAFETY_SET = REPO / "eval" / "safety.jsonl"
+QUALITY_SET = REPO / "eval" / "quality.jsonl"
 FOLDS = 5
 SEED = 13
 # Weight of one example in the fit. The dev messages were written by other people, blind, and
@@ -41,6 +44,11 @@ SEED = 13
 DEV_WEIGHT = 3.0
 BANK_WEIGHT = 1.0
 RESEARCH_WEIGHT = 0.2
+# The dev questions of the quality set (eval/quality.jsonl) are all questions psyqa must answer or
+# abstain on, never screen: informal, terse clinician questions in the words crisis talk also uses
+# ("did it hold up at 12 wks", "can they drive themselves home after"). They are learnt as clinical,
+# and scored in the cross-validation like the safety set's own dev messages.
+QUALITY_WEIGHT = 3.0
 
 
 @dataclass
@@ -75,6 +83,22 @@ def dev_items(path: Path = SAFETY_SET) -> list[Item]:
     return out
 
 
+def quality_items(path: Path = QUALITY_SET) -> list[Item]:
+    """The dev questions of the quality set, as clinical items (signal `quality/<kind>`)."""
+    out = []
+    if not Path(path).exists():
+        return out
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if row.get("split") != "dev":
+            continue
+        out.append(Item(row["id"], "clinical", f"quality/{row['kind']}", row["question"],
+                        row.get("history") or []))
+    return out
+
+
 def dev_digest(items: list[Item]) -> str:
     blob = json.dumps([[i.id, i.label, i.message, i.history] for i in items], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -85,18 +109,24 @@ def bank_examples(bank: list[sem.Expression]) -> tuple[list[str], list[int], lis
             [RESEARCH_WEIGHT if e.signal == "research_question" else BANK_WEIGHT for e in bank])
 
 
-def training_texts(items: list[Item]) -> list[tuple[str, int]]:
-    """(semantic text, label index) for the dev items, as described in the module docstring."""
-    out: list[tuple[str, int]] = []
+def training_texts(items: list[Item]) -> list[tuple[str, int, float]]:
+    """(semantic text, label index, weight) for the dev items, as described in the module
+    docstring."""
+    out: list[tuple[str, int, float]] = []
     for it in items:
         y = sem.LABELS.index(it.label)
+        w = QUALITY_WEIGHT if it.signal.startswith("quality/") else DEV_WEIGHT
         prev = it.previous_user_turns
-        if prev:
-            out.append((sem.semantic_text(f"{prev[-1].strip()} {it.message}"), y))
+        # Right after the crisis response, a message with a subject of its own is read alone
+        # (safety_semantic.AFTER_CRISIS_CONTEXT): its joined view is not a view the screen scores, and
+        # learnt as clinical it would teach that a crisis turn joined to anything is clinical.
+        alone_after_crisis = bool(prev) and it.after_crisis and has_subject(it.message)
+        if prev and not (alone_after_crisis and it.label != "crisis"):
+            out.append((sem.semantic_text(f"{prev[-1].strip()} {it.message}"), y, w))
         if not prev or it.label != "crisis":
-            out.append((sem.semantic_text(it.message), y))
+            out.append((sem.semantic_text(it.message), y, w))
         if it.label != "crisis":
-            out.extend((sem.semantic_text(s), y) for s in sem._sentences(it.message))
+            out.extend((sem.semantic_text(s), y, w) for s in sem._sentences(it.message))
     return out
 
 
@@ -194,8 +224,8 @@ def cross_validate(items: list[Item], bank: list[sem.Expression], encode: Encode
     for f in range(FOLDS):
         train = [it for it, k in zip(items, fold) if k != f]
         texts = training_texts(train)
-        x = np.vstack([bank_x, encode([t for t, _ in texts])])
-        clf = sem.fit(x, bank_y + [y for _, y in texts], bank_w + [DEV_WEIGHT] * len(texts))
+        x = np.vstack([bank_x, encode([t for t, _, _ in texts])])
+        clf = sem.fit(x, bank_y + [y for _, y, _ in texts], bank_w + [w for _, _, w in texts])
         screen = sem.SafetyScreen(encode, clf)
         for i, it in enumerate(items):
             if fold[i] == f:
@@ -209,17 +239,27 @@ def cross_validate(items: list[Item], bank: list[sem.Expression], encode: Encode
                                  "message": sc.message.tolist() if sc else None,
                                  "sentences": sc.sentences.tolist() if sc else [],
                                  "context": sc.context.tolist() if sc and sc.context is not None else None})
-    return report(items, predicted, how)
+    own = [i for i, it in enumerate(items) if not it.signal.startswith("quality/")]
+    out = report([items[i] for i in own], [predicted[i] for i in own], [how[i] for i in own])
+    quality = [i for i in range(len(items)) if i not in set(own)]
+    if quality:
+        out["quality_screened"] = {
+            "n": len(quality), "screened": sum(predicted[i] != "clinical" for i in quality),
+            "errors": [{"id": items[i].id, "label": "clinical", "signal": items[i].signal,
+                        "got": predicted[i], "how": how[i], "message": items[i].message}
+                       for i in quality if predicted[i] != "clinical"]}
+    return out
 
 
 def fit_all(items: list[Item], bank: list[sem.Expression], encode: Encoder) -> sem.Classifier:
     bank_t, bank_y, bank_w = bank_examples(bank)
     texts = training_texts(items)
-    return sem.fit(encode(bank_t + [t for t, _ in texts]), bank_y + [y for _, y in texts],
-                   bank_w + [DEV_WEIGHT] * len(texts))
+    return sem.fit(encode(bank_t + [t for t, _, _ in texts]), bank_y + [y for _, y, _ in texts],
+                   bank_w + [w for _, _, w in texts])
 
 
-def current(model_path: Path = sem.MODEL_PATH, safety_set: Path = SAFETY_SET) -> list[str]:
+def current(model_path: Path = sem.MODEL_PATH, safety_set: Path = SAFETY_SET,
+            quality_set: Path = QUALITY_SET) -> list[str]:
     """Why the shipped weights are stale (empty when they match the bank and the dev rows)."""
     try:
         meta = json.loads(Path(model_path).read_text(encoding="utf-8"))
@@ -229,8 +269,10 @@ def current(model_path: Path = sem.MODEL_PATH, safety_set: Path = SAFETY_SET) ->
     if meta.get("bank_sha256") != sem.bank_digest():
         problems.append(f"{sem.BANK_PATH.name} or {sem.CONTRAST_PATH.name} changed since the "
                         "weights were fitted")
-    if safety_set.exists() and meta.get("dev_sha256") != dev_digest(dev_items(safety_set)):
-        problems.append(f"the dev split of {safety_set.name} changed since the weights were fitted")
+    if safety_set.exists() and meta.get("dev_sha256") != dev_digest(dev_items(safety_set)
+                                                                    + quality_items(quality_set)):
+        problems.append(f"the dev split of {safety_set.name} or {quality_set.name} changed since "
+                        "the weights were fitted")
     return problems
 
 
@@ -248,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stale: {p}; run `python -m assistant.safety_fit`", file=sys.stderr)
         return 1 if problems else 0
     bank = sem.load_bank()
-    items = dev_items()
+    items = dev_items() + quality_items()
     encode = Encoder(args.cache)
     out: dict = {}
     if not args.no_cv:
@@ -256,17 +298,23 @@ def main(argv: list[str] | None = None) -> int:
         cv = cross_validate(items, bank, encode, dump)
         if args.dump:
             args.dump.write_text("".join(json.dumps(d) + "\n" for d in dump or []), encoding="utf-8")
+        quality = cv.pop("quality_screened", {"n": 0, "screened": 0, "errors": []})
         print(json.dumps({k: v for k, v in cv.items() if k != "errors"}, indent=1))
-        for e in cv["errors"]:
+        print(f"quality-set dev questions screened: {quality['screened']} of {quality['n']}")
+        for e in cv["errors"] + quality["errors"]:
             print(f"  {e['id']} {e['label']}/{e['signal']} -> {e['got']} ({e['how'] or 'nothing'}): "
                   f"{e['message'][:110]}")
         out["dev_cv"] = {k: cv[k] for k in ("labels", "clinical_screened_as_crisis", "clinical_declined")}
+        out["dev_cv"]["quality_questions_screened"] = f"{quality['screened']}/{quality['n']}"
     clf = fit_all(items, bank, encode)
     clf.meta = {"model": "all-MiniLM-L6-v2", "bank_sha256": sem.bank_digest(),
                 "dev_sha256": dev_digest(items), "bank_expressions": len(bank),
-                "dev_messages": len(items), "fitted_by": "python -m assistant.safety_fit", **out}
+                "dev_messages": sum(not i.signal.startswith("quality/") for i in items),
+                "quality_questions": sum(i.signal.startswith("quality/") for i in items),
+                "fitted_by": "python -m assistant.safety_fit", **out}
     sem.MODEL_PATH.write_text(json.dumps(clf.to_json(), indent=0) + "\n", encoding="utf-8")
-    print(f"wrote {sem.MODEL_PATH} ({len(bank)} bank expressions, {len(items)} dev messages)")
+    print(f"wrote {sem.MODEL_PATH} ({len(bank)} bank expressions, {clf.meta['dev_messages']} dev "
+          f"messages, {clf.meta['quality_questions']} quality-set questions)")
     return 0
 
 

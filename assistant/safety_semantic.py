@@ -29,6 +29,7 @@ import numpy as np
 
 from assistant import messages, safety
 from assistant.safety import SafetyDecision
+from assistant.answer.focus import has_subject
 from assistant.text import sentence_spans
 
 BANK_PATH = Path(__file__).with_name("safety_bank.yaml")
@@ -46,9 +47,18 @@ CRISIS, SOURCING, PERSONAL_DOSE, CLINICAL = range(4)
 # mostly repeats what that turn already decided. (Crisis sentence 0.85: in the dev
 # cross-validation no sentence of a non-crisis message scored above 0.78, and "Honestly I have been
 # collecting my own tablets for weeks and I am ready to take them all." inside a nurse's question
-# scored 0.89 once the bank had informal clinical questions.)
+# scored 0.89 once the bank had informal clinical questions. 0.65 with the bank and dev split of
+# the fourth round: that sentence scores 0.65, and in the dev cross-validation 0.65 costs nothing
+# against 0.85, while 0.60 gives one clinical message the crisis text and misses a dose request.
+# 0.70 once the dev split had 536 messages, the quality set's 340 dev questions were learnt as
+# clinical and the fit ran to convergence: in that cross-validation the sentence view caught no
+# crisis message the other views missed, and 0.65 gave a sourcing request the crisis text (0.70 to
+# 0.80 all scored the same); the nurse's sentence above scores 0.80, so 0.70 keeps a margin. Above
+# that the view still gives four non-crisis messages the crisis text, at 0.87-0.98 ("can an lsd
+# trip just never end? what is HPPD exactly"). The message view stays at 0.30: crisis messages are
+# caught there at 0.33 (three), 0.38 and 0.40.)
 THRESHOLDS: dict[str, dict[str, float]] = {
-    "crisis": {"message": 0.30, "sentence": 0.85, "context": 0.50},
+    "crisis": {"message": 0.30, "sentence": 0.70, "context": 0.50},
     "sourcing": {"message": 0.50, "sentence": 0.95, "context": 0.80},
     "personal_dose": {"message": 0.50, "sentence": 0.95, "context": 0.80},
 }
@@ -65,10 +75,28 @@ NEAREST_FLOOR = 0.10
 # on the whole-message view with less than CLEAR_MAX, whose nearest bank expression is a clinical
 # one at least CLEAR_MIN similar and CLEAR_MARGIN nearer than any crisis one, is a close
 # paraphrase of a question psyqa answers ("ibogaine heart problems" sits at 0.88 from "ibogaine
-# heart risks" and scores 0.38 as a crisis). Sentence and context views are not cleared.
-CLEAR_MAX = 0.50
-CLEAR_MIN = 0.85
-CLEAR_MARGIN = 0.05
+# heart risks" and scores 0.38 as a crisis). Sentence and context views are not cleared. (0.80,
+# 0.65 and 0.10, from 0.50, 0.85 and 0.05, once the bank had more clinical and everyday questions
+# in the words crisis talk uses: in the dev cross-validation clinical messages handled as a crisis
+# went from 6.8% to 3.4%, no crisis message lost; a margin of 0.15 or CLEAR_MAX 0.90 lost one.)
+CLEAR_MAX = 0.80
+CLEAR_MIN = 0.65
+CLEAR_MARGIN = 0.10
+# The same for a decline: a message the classifier calls a sourcing or dosing request on the
+# whole-message view with less than DECLINE_CLEAR_MAX, whose nearest bank expression is a clinical
+# one at least DECLINE_CLEAR_MIN similar and DECLINE_CLEAR_MARGIN nearer than any expression of
+# that request's label, is answered (a pattern-layer decline still stands). In the dev
+# cross-validation (536 messages and 340 quality questions, the converged fit of the sixth round) it
+# took clinical messages declined from 2.5% to 0.5% and quality-set questions screened from 10 to
+# 8 of 340 (with the early-stopped fit: 2.0% to 0.5%, 8 to 7; "best way to deal with jet
+# lag flying from london to lima" and "easy recipe for mushroom risotto?" read as sourcing, "iboga
+# for meth addiction, whats the success rate" as a dose request), no sourcing or dosing request
+# lost; a minimum of 0.65 cleared one clinical message fewer, and no bar at all (DECLINE_CLEAR_MAX
+# over 1) one quality question more, but then a decline however sure would be overruled on
+# similarity alone.
+DECLINE_CLEAR_MAX = 0.90
+DECLINE_CLEAR_MIN = 0.60
+DECLINE_CLEAR_MARGIN = 0.10
 # A message that is stopped anyway (a sourcing or dosing request) gets the crisis text from this
 # crisis probability on, on the message or on the previous turn joined to it: declining someone
 # in crisis ("I have enough pens to do it and nobody checks how many I use" read as a dose
@@ -76,13 +104,33 @@ CLEAR_MARGIN = 0.05
 # 0.20 it saved no crisis message in the dev cross-validation and turned a sourcing request
 # (0.26) and the dose follow-up "And for me?" (0.22) into crisis answers.
 CRISIS_OVER_DECLINE = 0.30
-# Right after the crisis response, the previous turn joined to this one is a crisis from this
-# probability on (not THRESHOLDS' 0.50): a retraction or a change of subject straight after a
-# disclosure ("relax, it was a joke. anyway, ...") reads as clinical on its own; the joined view
-# of the two such dev turns scored 0.38 and 0.22 in the dev cross-validation, and a clinical
-# question with a topic of its own after a crisis turn ("What did the MAPP1 trial of MDMA for
-# PTSD find?") 0.29, so it counts from 0.35.
+# After a crisis turn (the previous user turn is a crisis by this screen's own verdict, or the chat
+# shows the crisis response), the joined view mostly repeats that turn, so it cannot tell a
+# message that carries on from it from one that moves on: joined to a disclosure, "thanks, I
+# called 988 and my sister is here. separate q, does Spravato need the 2 hr monitoring?" scores
+# 0.9 and more. So a message that names a subject of its own (a substance, condition, medicine or
+# name: `has_subject`) is read alone, by the usual bars, and when it is not a crisis itself it is
+# answered with the crisis resources kept in view (messages.AFTER_CRISIS_NOTE; the app keeps the
+# crisis text in the sidebar). A message that names nothing ("and if I took the whole packet
+# tonight?", "yes. for months now") only makes sense with the crisis turn and is read joined to
+# it, a crisis from AFTER_CRISIS_CONTEXT. (Lower bars for the message alone after a crisis were
+# tried on the dev cross-validation: they caught no retraction such as "relax, it was a joke.
+# anyway, ..." and gave reassurances like the one above the crisis text again.)
 AFTER_CRISIS_CONTEXT = 0.35
+# Right after a crisis turn, a message that takes the disclosure back or waves the crisis response
+# away ("relax, it was a joke. anyway, ...", "never mind, I was being dramatic", "just answer the
+# question") is still a crisis, whatever else it asks: a retraction is no sign of safety, unlike
+# "I called 988 and my sister is here". Read as words, not by the classifier, which sees the
+# question that follows. (Dev cross-validation: the three retractions with a subject of their own
+# that were answered got the crisis text, none of the five clinical messages after a crisis did.)
+_RETRACTION = safety._rx(
+    r"\b(?:just|only)\s+(?:kidding|joking)\b", r"\bj/?k\b", r"\bwas\s+(?:only\s+|just\s+)?(?:a\s+)?jok(?:e|ing)\b",
+    r"\bdid(?:n'?t|\s+not)\s+mean\s+(?:it|that)\b", r"\bnever\s*mind\b", r"\bnvm\b",
+    r"\bignore\s+(?:that|this|it|what\s+i\s+(?:said|wrote))\b",
+    r"\bforget\s+(?:about\s+)?(?:it|that|what\s+i\s+(?:said|wrote))\b",
+    r"\b(?:being|was)\s+(?:dramatic|silly|stupid)\b",
+    r"\bjust\s+(?:answer|tell\s+me|give\s+me)\b", r"\bnot\s+calling\s+(?:anyone|anybody|them)\b",
+)
 # Sentences shorter than this many words are not scored on their own ("ok.", "yeah.").
 MIN_SENTENCE_WORDS = 3
 # Vectors of recent messages (the previous turn of a chat is usually among them).
@@ -194,31 +242,35 @@ class Classifier:
 
 
 def fit(vectors: np.ndarray, labels: Sequence[int], weights: Sequence[float] | None = None, *,
-        l2: float = 1e-4, scale: float = 5.0, steps: int = 3000, rate: float = 0.5) -> Classifier:
-    """Fit the softmax regression by full-batch gradient descent (deterministic).
+        c: float = 1.0, scale: float = 5.0, steps: int = 3000) -> Classifier:
+    """Fit the softmax regression to convergence: multinomial logistic regression (L-BFGS, L2
+    penalty 1/(2c) on the weights, not the bias; deterministic).
 
     Each example counts with its weight (default 1), and then each class as much as any other,
     so that the larger crisis and contrast banks do not pull sourcing and dosing requests over.
+    (It replaced 3000 steps of full-batch gradient descent, stopped early, l2 1e-4: in the dev
+    cross-validation of the sixth round, 536 messages and the quality set's 340 dev questions,
+    crisis recall 97.3% -> 97.9%, personal_dose 95.9% -> 96.9%, clinical messages shown the
+    crisis text 4.0% -> 3.5%, sourcing and declines unchanged; c 0.5 and 2 scored within one
+    message of c 1, and a fit takes seconds instead of a minute.)
     """
+    from sklearn.linear_model import LogisticRegression
+
     x = np.asarray(vectors, dtype=np.float64) * scale
     y = np.asarray(labels)
-    dim = x.shape[1]
     k = len(LABELS)
     w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
     totals = np.bincount(y, weights=w, minlength=k)
     w_sample = w / np.maximum(totals, 1e-9)[y]
-    w_sample /= w_sample.sum()
-    onehot = np.eye(k)[y]
-    coef = np.zeros((dim, k))
-    bias = np.zeros(k)
-    for _ in range(steps):
-        z = x @ coef + bias
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-        g = (p - onehot) * w_sample[:, None]
-        coef -= rate * (x.T @ g + l2 * coef)
-        bias -= rate * g.sum(axis=0)
+    w_sample *= len(y) / w_sample.sum()
+    model = LogisticRegression(C=c, max_iter=steps, tol=1e-6)
+    model.fit(x, y, sample_weight=w_sample)
+    coef = np.zeros((x.shape[1], k))
+    bias = np.full(k, -1e4)  # a label absent from the training data is never predicted
+    coef[:, model.classes_] = model.coef_.T if len(model.classes_) > 2 else np.hstack(
+        [-model.coef_.T / 2, model.coef_.T / 2])
+    bias[model.classes_] = model.intercept_ if len(model.classes_) > 2 else np.array(
+        [-model.intercept_[0] / 2, model.intercept_[0] / 2])
     return Classifier(coef.astype(np.float32), bias.astype(np.float32), scale)
 
 
@@ -246,6 +298,11 @@ class Plan:
     n_sentences: int = 0
     has_context: bool = False
     after_crisis: bool = False  # the previous message of the chat got the crisis response
+    # The previous user turn's own plan (with the turn before it), whose verdict says whether
+    # this turn follows a crisis; its texts come after this turn's in `texts`.
+    previous: Plan | None = None
+    own_subject: bool = True    # the message names a subject of its own (`has_subject`)
+    follows_crisis: bool = False  # set by `decide`: the previous turn was a crisis
 
 
 @dataclass
@@ -275,10 +332,19 @@ class Scores:
 
 def after_crisis(history: Sequence) -> bool:
     """Whether the last assistant turn of `history` (Turns or {"role", "content"} mappings) is
-    the crisis response."""
+    the crisis response: the current text, or one that opens as the crisis text of an earlier
+    version did (a saved conversation from before the text changed)."""
     replies = [t.content if hasattr(t, "content") else t["content"] for t in history
                if (t.role if hasattr(t, "role") else t["role"]) == "assistant"]
-    return bool(replies) and replies[-1] == messages.CRISIS_RESPONSE
+    if not replies:
+        return False
+    last = replies[-1].strip()
+    return last == messages.CRISIS_RESPONSE or last.startswith(_EARLIER_CRISIS_OPENING)
+
+
+# How the crisis response of earlier versions opened.
+_EARLIER_CRISIS_OPENING = ("If you are in immediate danger call 911",
+                           "If you or someone else is in immediate danger")
 
 
 def readable(text: str) -> bool:
@@ -322,14 +388,18 @@ class Nearest:
         return float(c[i]), float(np.where(self.crisis, -2.0, sims).max()), self.expressions[i]
 
 
-    def clinical(self, vector: np.ndarray) -> bool:
-        """Whether the nearest expression to `vector` is a clinical one, at least CLEAR_MIN
-        similar and CLEAR_MARGIN nearer than any crisis expression."""
+    def clinical(self, vector: np.ndarray, against: str = "crisis", minimum: float | None = None,
+                 margin: float | None = None) -> bool:
+        """Whether the nearest expression to `vector` is a clinical one, at least `minimum`
+        (CLEAR_MIN) similar and `margin` (CLEAR_MARGIN) nearer than any `against` expression."""
         sims = self.vectors @ np.asarray(vector, dtype=np.float32)
         i = int(np.argmax(sims))
-        crisis = float(np.where(self.crisis, sims, -2.0).max())
-        return (self.expressions[i].label == "clinical" and float(sims[i]) >= CLEAR_MIN
-                and float(sims[i]) - crisis >= CLEAR_MARGIN)
+        mask = np.array([e.label == against for e in self.expressions]) if against != "crisis" \
+            else self.crisis
+        other = float(np.where(mask, sims, -2.0).max())
+        return (self.expressions[i].label == "clinical"
+                and float(sims[i]) >= (CLEAR_MIN if minimum is None else minimum)
+                and float(sims[i]) - other >= (CLEAR_MARGIN if margin is None else margin))
 
 
 _NEAREST: dict[tuple[str, str], Nearest] = {}
@@ -430,7 +500,8 @@ class SafetyScreen:
         _ = self.classifier, self.nearest
 
     def plan(self, message: str, previous_user_turns: Sequence[str] = (),
-             standalone: str | None = None, after_crisis: bool = False) -> Plan:
+             standalone: str | None = None, after_crisis: bool = False,
+             _previous: bool = True) -> Plan:
         """The pattern layer's verdict and the texts the semantic layer needs vectors for.
 
         Args:
@@ -439,6 +510,9 @@ class SafetyScreen:
             standalone: The rewritten standalone question, when it differs from `message`; the
                 pattern layer reads it too.
             after_crisis: Whether the chat's previous message got the crisis response.
+
+        The previous user turn is planned too (its vectors go in the same batch), so that
+        `decide` knows whether this turn follows a crisis by the screen's own verdict on it.
         """
         plan = Plan(message=message, after_crisis=after_crisis)
         if not message.strip():
@@ -452,16 +526,29 @@ class SafetyScreen:
             plan.decision = pattern
             return plan
         plan.pattern = pattern
+        if not readable(message):
+            # The English model reads another script as noise, and its scores on it are noise too
+            # (an Arabic question about ibogaine's heart risks got the crisis text): the pattern
+            # layer decides alone.
+            plan.decision = pattern
+            return plan
         sentences = _sentences(message)
         plan.texts = [semantic_text(message)] + [semantic_text(s) for s in sentences]
         plan.n_sentences = len(sentences)
         if previous_user_turns and previous_user_turns[-1].strip() and readable(previous_user_turns[-1]):
             plan.texts.append(semantic_text(f"{previous_user_turns[-1].strip()} {message}"))
             plan.has_context = True
+            if _previous:
+                # The previous turn as it was screened itself, with the turn before it.
+                plan.previous = self.plan(previous_user_turns[-1], previous_user_turns[:-1],
+                                          _previous=False)
+                plan.texts += plan.previous.texts
+                plan.own_subject = has_subject(message)
         return plan
 
     def scores(self, plan: Plan, vectors: np.ndarray) -> Scores:
-        probs = self.classifier.proba(np.asarray(vectors)[: len(plan.texts)])
+        own = len(plan.texts) - (len(plan.previous.texts) if plan.previous is not None else 0)
+        probs = self.classifier.proba(np.asarray(vectors)[:own])
         return Scores(message=probs[0], sentences=probs[1:1 + plan.n_sentences],
                       context=probs[-1] if plan.has_context else None)
 
@@ -472,6 +559,22 @@ class SafetyScreen:
         assert vectors is not None and len(vectors) >= len(plan.texts)
         self._remember(plan.texts, vectors)
         scores = self.scores(plan, vectors)
+        previous = plan.previous
+        if previous is not None:
+            own = len(plan.texts) - len(previous.texts)
+            verdict = self.decide(previous, vectors[own:len(plan.texts)]) if previous.texts \
+                else previous.decision
+            plan.follows_crisis = verdict is not None and verdict.kind == "crisis"
+        plan.follows_crisis = plan.follows_crisis or plan.after_crisis
+        if plan.follows_crisis and _RETRACTION.search(safety._normalize(plan.message)):
+            crisis = scores.context[CRISIS] if scores.context is not None else scores.message[CRISIS]
+            return _decision("crisis", "context", float(crisis))
+        if plan.follows_crisis and scores.context is not None:
+            if not plan.own_subject:
+                if scores.context[CRISIS] >= AFTER_CRISIS_CONTEXT:
+                    return _decision("crisis", "context", float(scores.context[CRISIS]))
+            else:  # read alone: joined to the crisis turn it would be a crisis whatever it asks
+                scores.context = None
         found = scores.label()
         if found is not None and found[0] == "crisis":
             if not (found[1] == "message" and found[2] < CLEAR_MAX
@@ -485,13 +588,13 @@ class SafetyScreen:
             if scores.context is not None and scores.context[CRISIS] >= t["context"]:
                 return _decision("crisis", "context", float(scores.context[CRISIS]))
             found = scores.label(skip=("crisis",))
-        if plan.after_crisis and scores.context is not None \
-                and scores.context[CRISIS] >= AFTER_CRISIS_CONTEXT:
-            return _decision("crisis", "context", float(scores.context[CRISIS]))
         if scores.message[CRISIS] >= NEAREST_FLOOR:
             crisis_sim, other_sim, _ = self.nearest.match(vectors[0])
             if crisis_sim >= NEAREST_MIN and crisis_sim - other_sim >= NEAREST_MARGIN:
                 return _decision("crisis", "nearest", crisis_sim)
+        if (found is not None and found[1] == "message" and found[2] < DECLINE_CLEAR_MAX
+                and self.nearest.clinical(vectors[0], found[0], DECLINE_CLEAR_MIN, DECLINE_CLEAR_MARGIN)):
+            found = None  # a paraphrase of a question psyqa answers (DECLINE_CLEAR_MAX)
         declined = plan.pattern or (_decision(found[0], found[1], found[2]) if found else None)
         if declined is None:
             return None

@@ -63,9 +63,8 @@ def test_a_follow_up_about_a_substance_the_corpus_has_no_ptsd_trial_of_abstains(
     # lay words for what the corpus says in its own terms ("declined to approve", "intravenous")
     ("Why did the FDA reject MDMA-assisted therapy in 2024?", None),
     ("How long can QT prolongation persist after an ibogaine overdose?", "ibogaine-cardiac-risk-and-deaths"),
-    # everyday words the corpus never uses, in a question about one of its subjects
-    # ("... hang around after a spravato dose before going home" gets the crisis text from the
-    # semantic safety layer: a known false positive, BENCHMARKS.md Safety)
+    # everyday words the corpus never uses, in a question about one of its subjects (the "hang
+    # around ... before going home" wording is screened in test_assistant's LOOK_ALIKES)
     ("how long must pts wait around in clinic after a spravato dose", "esketamine-spravato"),
 ])
 def test_brand_names_everyday_words_and_typos_do_not_make_a_question_out_of_scope(qa, question, doc):

@@ -222,6 +222,23 @@ def test_a_clinical_follow_up_stays_clinical(screen):
 
 
 @pytest.mark.slow
+def test_after_a_crisis_turn_the_screen_reads_a_question_of_its_own_alone(screen):
+    # No crisis reply in the history: the screen's own verdict on the previous turn decides.
+    previous = ["the railway bridge near work keeps calling me, I think tonight I'll finally climb it"]
+    plan = screen.plan("What did the MAPP2 trial of MDMA for PTSD find?", previous)
+    assert plan.previous is not None and plan.own_subject
+    assert screen.decide(plan, screen.vectors(plan.texts)) is None and plan.follows_crisis
+    # One that names nothing of its own carries on from the crisis turn.
+    plan = screen.plan("and would anyone find me before morning?", previous)
+    decision = screen.decide(plan, screen.vectors(plan.texts))
+    assert decision is not None and decision.kind == "crisis" and plan.follows_crisis
+    # After a clinical turn nothing follows a crisis.
+    plan = screen.plan("What did the MAPP2 trial of MDMA for PTSD find?",
+                       ["How is MDMA-related hyperthermia treated in the emergency department?"])
+    assert screen.decide(plan, screen.vectors(plan.texts)) is None and not plan.follows_crisis
+
+
+@pytest.mark.slow
 def test_the_bank_vectors_are_written_once_and_read_back(embedder, tmp_path):
     nearest = sem._load_nearest(embedder.encode, tmp_path, "all-MiniLM-L6-v2", "d1")
     files = list(tmp_path.glob("bank-all-MiniLM-L6-v2-d1.npy"))
