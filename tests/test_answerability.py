@@ -225,3 +225,9 @@ def test_a_missing_compound_name_is_quoted_whole(qa):
     ans = ask(qa, "does st john's wort interact with psilocybin")
     assert ans.status == "no_evidence"
     assert "'st john's wort'" in ans.answer.lower()
+
+
+def test_the_missing_time_point_is_named_even_when_it_is_the_only_specific_word(qa):
+    ans = ask(qa, "did the ayahuasca depression trial hold up at 3 months")
+    assert ans.status == "no_evidence"
+    assert "at 3 months" in ans.answer

@@ -460,7 +460,7 @@ def _missing(cands: list[Candidate], focus: Focus) -> str:
     key = [focus.phrases.get(k, k) for k in key]
     names = focus.names + [lexicon.DISPLAY_NAMES.get(s, s) for s in focus.substances + focus.conditions]
     about = [c for c in cands if c.coverage >= 0.5]
-    if focus.timepoints and any(c.names_ok and not c.time_ok for c in about):
+    if focus.timepoints and any(c.names_ok and not c.time_ok and c.p >= NEAR_P for c in cands):
         return messages.no_timepoint(focus.timepoints, names)
     if focus.kind in FIGURE_KINDS and any(c.names_ok for c in about) and not any(c.answers for c in about):
         return messages.no_figure(focus.kind, key, names)
