@@ -167,6 +167,18 @@ def normalize(text: str) -> str:
     Returns:
         The normalised text; positions do not correspond to the input.
     """
+    if text.isascii() and not _ASCII_CONTROL.search(text):
+        # Nothing to fold but quotes, case and spaces (most questions and passages; this is the
+        # answer step's hottest function, called on every candidate sentence's context).
+        return re.sub(r"\s+", " ", text.translate(_QUOTES).casefold()).strip()
+    return _normalize_unicode(text)
+
+
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+
+
+@lru_cache(maxsize=16384)
+def _normalize_unicode(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     # Format characters (Cf) are invisible and are the classic way to break a word
     # for a regex; control characters other than whitespace carry no meaning here.
@@ -221,6 +233,18 @@ def _find(pattern: re.Pattern[str], groups: dict[str, str], text: str) -> list[s
     return found
 
 
+# The answer step asks of the same candidate contexts many times per question (once per gate and
+# part); the tables never change while psyqa runs.
+@lru_cache(maxsize=16384)
+def _substances(text: str) -> tuple[str, ...]:
+    return tuple(_find(_SUBSTANCE_RE, _SUBSTANCE_GROUPS, text))
+
+
+@lru_cache(maxsize=16384)
+def _conditions(text: str) -> tuple[str, ...]:
+    return tuple(_find(_CONDITION_RE, _CONDITION_GROUPS, text))
+
+
 def is_alias(text: str) -> bool:
     """Whether `text` is, as a whole, a substance or condition alias ("gh001", "special k")."""
     norm = normalize(text)
@@ -237,7 +261,7 @@ def find_substances(text: str) -> list[str]:
         Slugs in order of first appearance, without duplicates. "Spravato" gives
         ["esketamine"]; "esketamine" never also gives "ketamine".
     """
-    return _find(_SUBSTANCE_RE, _SUBSTANCE_GROUPS, text)
+    return list(_substances(text))
 
 
 def find_conditions(text: str) -> list[str]:
@@ -252,7 +276,7 @@ def find_conditions(text: str) -> list[str]:
     Returns:
         Slugs in order of first appearance, without duplicates.
     """
-    return _find(_CONDITION_RE, _CONDITION_GROUPS, text)
+    return list(_conditions(text))
 
 
 def broader(condition: str) -> tuple[str, ...]:

@@ -315,3 +315,12 @@ def test_modules_import_without_heavy_dependencies() -> None:
 
 def test_module_docstring_is_one_line() -> None:
     assert lexicon.__doc__ and "\n" not in lexicon.__doc__.strip()
+
+
+def test_the_ascii_fast_path_folds_as_the_full_unicode_path_does():
+    from pathlib import Path
+
+    texts = [p.read_text(encoding="utf-8") for p in sorted(Path("corpus").glob("*.md"))]
+    texts += ["Is  MDMA\tlegal?", "don`t", "a\x0bb\x1fc", "ctrl\x01char", "What about Zoloft's dose?"]
+    for text in texts:
+        assert lexicon.normalize(text) == lexicon._normalize_unicode(text), text[:60]
