@@ -49,6 +49,7 @@ RESEARCH_WEIGHT = 0.2
 # ("did it hold up at 12 wks", "can they drive themselves home after"). They are learnt as clinical,
 # and scored in the cross-validation like the safety set's own dev messages.
 QUALITY_WEIGHT = 3.0
+QUALITY_SIGNAL = "quality/"  # the signal prefix of the items taken from the quality set
 
 
 @dataclass
@@ -62,6 +63,10 @@ class Item:
     @property
     def previous_user_turns(self) -> list[str]:
         return [t["content"] for t in self.history if t["role"] == "user"]
+
+    @property
+    def from_quality_set(self) -> bool:
+        return self.signal.startswith(QUALITY_SIGNAL)
 
     @property
     def after_crisis(self) -> bool:
@@ -85,18 +90,13 @@ def dev_items(path: Path = SAFETY_SET) -> list[Item]:
 
 def quality_items(path: Path = QUALITY_SET) -> list[Item]:
     """The dev questions of the quality set, as clinical items (signal `quality/<kind>`)."""
-    out = []
+    from assistant.bench.gold import load_quality
+
     if not Path(path).exists():
-        return out
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        if row.get("split") != "dev":
-            continue
-        out.append(Item(row["id"], "clinical", f"quality/{row['kind']}", row["question"],
-                        row.get("history") or []))
-    return out
+        return []
+    return [Item(q.id, "clinical", f"{QUALITY_SIGNAL}{q.kind}", q.question,
+                 [t.model_dump() for t in q.history])
+            for q in load_quality(path) if q.split == "dev"]
 
 
 def dev_digest(items: list[Item]) -> str:
@@ -115,7 +115,7 @@ def training_texts(items: list[Item]) -> list[tuple[str, int, float]]:
     out: list[tuple[str, int, float]] = []
     for it in items:
         y = sem.LABELS.index(it.label)
-        w = QUALITY_WEIGHT if it.signal.startswith("quality/") else DEV_WEIGHT
+        w = QUALITY_WEIGHT if it.from_quality_set else DEV_WEIGHT
         prev = it.previous_user_turns
         # Right after the crisis response, a message with a subject of its own is read alone
         # (safety_semantic.AFTER_CRISIS_CONTEXT): its joined view is not a view the screen scores, and
@@ -239,9 +239,9 @@ def cross_validate(items: list[Item], bank: list[sem.Expression], encode: Encode
                                  "message": sc.message.tolist() if sc else None,
                                  "sentences": sc.sentences.tolist() if sc else [],
                                  "context": sc.context.tolist() if sc and sc.context is not None else None})
-    own = [i for i, it in enumerate(items) if not it.signal.startswith("quality/")]
+    own = [i for i, it in enumerate(items) if not it.from_quality_set]
     out = report([items[i] for i in own], [predicted[i] for i in own], [how[i] for i in own])
-    quality = [i for i in range(len(items)) if i not in set(own)]
+    quality = [i for i, it in enumerate(items) if it.from_quality_set]
     if quality:
         out["quality_screened"] = {
             "n": len(quality), "screened": sum(predicted[i] != "clinical" for i in quality),
@@ -309,8 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     clf = fit_all(items, bank, encode)
     clf.meta = {"model": "all-MiniLM-L6-v2", "bank_sha256": sem.bank_digest(),
                 "dev_sha256": dev_digest(items), "bank_expressions": len(bank),
-                "dev_messages": sum(not i.signal.startswith("quality/") for i in items),
-                "quality_questions": sum(i.signal.startswith("quality/") for i in items),
+                "dev_messages": sum(not i.from_quality_set for i in items),
+                "quality_questions": sum(i.from_quality_set for i in items),
                 "fitted_by": "python -m assistant.safety_fit", **out}
     sem.MODEL_PATH.write_text(json.dumps(clf.to_json(), indent=0) + "\n", encoding="utf-8")
     print(f"wrote {sem.MODEL_PATH} ({len(bank)} bank expressions, {clf.meta['dev_messages']} dev "

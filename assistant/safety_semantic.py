@@ -22,7 +22,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -387,6 +387,10 @@ class Nearest:
         i = int(np.argmax(c))
         return float(c[i]), float(np.where(self.crisis, -2.0, sims).max()), self.expressions[i]
 
+    @cached_property
+    def labels(self) -> np.ndarray:
+        """The label of each expression, for masks over `vectors`."""
+        return np.array([e.label for e in self.expressions])
 
     def clinical(self, vector: np.ndarray, against: str = "crisis", minimum: float | None = None,
                  margin: float | None = None) -> bool:
@@ -394,9 +398,7 @@ class Nearest:
         (CLEAR_MIN) similar and `margin` (CLEAR_MARGIN) nearer than any `against` expression."""
         sims = self.vectors @ np.asarray(vector, dtype=np.float32)
         i = int(np.argmax(sims))
-        mask = np.array([e.label == against for e in self.expressions]) if against != "crisis" \
-            else self.crisis
-        other = float(np.where(mask, sims, -2.0).max())
+        other = float(np.where(self.labels == against, sims, -2.0).max())
         return (self.expressions[i].label == "clinical"
                 and float(sims[i]) >= (CLEAR_MIN if minimum is None else minimum)
                 and float(sims[i]) - other >= (CLEAR_MARGIN if margin is None else margin))

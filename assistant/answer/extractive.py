@@ -203,8 +203,7 @@ def judge(c: Candidate, focus: Focus, names: frozenset[str] = frozenset()) -> No
     c.miss_known = max((w for t, w in terms.items() if covered[t] < 0.8 and t in focus.known), default=0.0)
     c.miss_unknown = max((w for t, w in terms.items() if covered[t] < 0.8 and t not in focus.known), default=0.0)
     c.figures_ok = all(covered.get(f.strip().rstrip("%").strip(), 1.0) >= 0.8 for f in focus.figures)
-    c.names_ok = _names_ok(c, focus, names) and all(covered.get(t, _covered(t, focus, c)) >= 0.8
-                                                    for t in focus.required)
+    c.names_ok = _names_ok(c, focus, names) and all(covered.get(t, 0.0) >= 0.8 for t in focus.required)
     if focus.kind in FIGURE_KINDS:
         rx = FIGURE[focus.kind]
         c.kind_ok = bool(rx.search(c.text))

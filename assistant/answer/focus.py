@@ -623,9 +623,13 @@ def timepoints(text: str) -> list[tuple[str, str]]:
 
 def states_timepoint(text: str, point: tuple[str, str]) -> bool:
     """Whether `text` states the time point ("6 months", "6-month", "month 6", "week-12")."""
-    n, unit = point
+    return bool(_timepoint_pattern(*point).search(text))
+
+
+@lru_cache(maxsize=256)
+def _timepoint_pattern(n: str, unit: str) -> re.Pattern[str]:
     forms = "|".join(re.escape(k) for k, v in _TIME_UNITS.items() if v == unit)
-    return bool(re.search(rf"(?<![\d.]){n}[\s-]*(?:{forms})\b|\b(?:{forms})[\s-]*{n}(?!\d|\.\d)", text, re.I))
+    return re.compile(rf"(?<![\d.]){n}[\s-]*(?:{forms})\b|\b(?:{forms})[\s-]*{n}(?!\d|\.\d)", re.I)
 
 
 def _completion(stem: str, corpus: CorpusTerms) -> str | None:
