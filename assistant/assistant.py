@@ -120,12 +120,15 @@ class Assistant:
         users = [t.content for t in turns if t.role == "user"]
         subs = filters.substances if filters is not None else []
         conds = filters.conditions if filters is not None else []
-        interp = standalone(q, turns, substances=subs, conditions=conds, known=self._known)
+        interp = standalone(q, turns, substances=subs, conditions=conds, known=self._known,
+                            subjects=self._name_subjects() if turns else None)
         plan = self.safety.plan(q, users, interp.text, semantic.after_crisis(turns))
         decision = plan.decision
         # A follow-up re-asks the previous question about something else; so does a question that
-        # names no subject at all ("how many deaths were there?").
-        previous = users[-1] if users and (needs_context(q) or not has_subject(q)) else None
+        # names no subject at all ("how many deaths were there?"), unless it names a corpus name
+        # of another topic ("... in the bogenschutz alcohol trial").
+        previous = users[-1] if users and not interp.own_subject \
+            and (needs_context(q) or not has_subject(q)) else None
         queries = None
         if decision is None:
             try:
@@ -208,7 +211,7 @@ class Assistant:
             # without the model.
             before = analyse(previous, corpus)
             own = copy.deepcopy(focus)  # the follow-up's own focus, before `carry` adds to it
-            focus = carry(focus, before)
+            focus = carry(focus, before, corpus.subjects if corpus else None)
             inherited = [before.words[t] for t in before.terms if t in focus.terms and t not in own.terms]
             inherited += [n for n in focus.names if n not in own.names]
             inherited += [m for m in focus.medicines if m not in own.medicines]
@@ -254,6 +257,14 @@ class Assistant:
         the first search every word counts as known)."""
         lex = self.services._bm25
         return lex.knows(word) if lex is not None else True
+
+    def _name_subjects(self) -> dict[str, str]:
+        """The substance each corpus name is about (`bm25.name_subjects`); empty without an index."""
+        try:
+            terms = self._corpus_terms()
+        except PsyqaError:
+            return {}
+        return dict(terms.subjects) if terms is not None else {}
 
     def _corpus_terms(self):
         try:

@@ -58,16 +58,52 @@ def names_of(texts: list[str]) -> list[str]:
     return sorted(k for k, n in upper.items() if len(k) >= 3 and n >= 4 * lower[k])
 
 
+# A name is about one substance when that substance is named in at least this share of the
+# substance mentions of the sentences that use the name, and at least `_SUBJECT_MIN` times.
+_SUBJECT_SHARE = 0.75
+_SUBJECT_MIN = 3
+
+
+def name_subjects(texts: list[str], names: list[str]) -> dict[str, str]:
+    """Name -> the one substance (a lexicon slug) the corpus writes about in the sentences that
+    use it: Bogenschutz and Oregon psilocybin, Noller and Texas ibogaine, MAPP2 MDMA. Names used
+    across substances (FDA, DEA, Trautman, Australia) have none. A question naming one whose
+    substance is not the conversation's is about that name, not a follow-up to the earlier topic."""
+    from collections import Counter
+
+    from assistant.lexicon import find_substances
+    from assistant.text import sentence_spans
+
+    wanted = set(names)
+    counts: dict[str, Counter[str]] = {}
+    for text in texts:
+        for s, e in sentence_spans(text):
+            sentence = text[s:e]
+            here = {m.group().lower() for m in _WORD.finditer(sentence)} & wanted
+            if here:
+                subs = find_substances(sentence)
+                for name in here:
+                    counts.setdefault(name, Counter()).update(subs)
+    out: dict[str, str] = {}
+    for name, c in sorted(counts.items()):
+        if c:
+            top, n = c.most_common(1)[0]
+            if n >= _SUBJECT_MIN and n >= _SUBJECT_SHARE * sum(c.values()):
+                out[name] = top
+    return out
+
+
 class BM25Index:
     """bm25s over the same chunk ids as the collection (title and section included), with the
     corpus's term statistics the answerer uses (document frequency per stem, names)."""
 
     def __init__(self, retriever, ids: list[str], generation: int, names: list[str] | None = None,
-                 collection: str | None = None) -> None:
+                 collection: str | None = None, subjects: dict[str, str] | None = None) -> None:
         self.retriever = retriever
         self.ids = ids
         self.generation = generation
         self.names = frozenset(names or ())
+        self.subjects = dict(subjects or {})  # `name_subjects`
         self.collection = collection  # the id of the collection it was built from
         self._stem = _stemmer()
         self._lock = threading.Lock()  # bm25s and PyStemmer objects are not thread-safe
@@ -81,7 +117,8 @@ class BM25Index:
         if texts:
             tokens = bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), show_progress=False)
             retriever.index(tokens, show_progress=False)
-        return BM25Index(retriever, list(ids), generation, names_of(texts), collection)
+        names = names_of(texts)
+        return BM25Index(retriever, list(ids), generation, names, collection, name_subjects(texts, names))
 
     def document_frequency(self) -> dict[str, int]:
         """Stem -> number of chunks that contain it (the same stems as `answer.terms.stems`)."""
@@ -137,6 +174,7 @@ class BM25Index:
                 self.retriever.save(str(tmp))
             (tmp / "ids.json").write_text(json.dumps({"generation": self.generation, "ids": self.ids,
                                                       "names": sorted(self.names),
+                                                      "subjects": self.subjects,
                                                       "collection": self.collection}))
             if directory.exists():
                 shutil.rmtree(directory)
@@ -155,11 +193,12 @@ class BM25Index:
         try:
             data = json.loads(meta.read_text())
             ids = data["ids"]
-            names = data["names"]  # files written before names were kept: rebuilt by the caller
+            names = data["names"]  # files written before names or subjects were kept: rebuilt by the caller
+            subjects = data["subjects"]
             retriever = bm25s.BM25.load(str(directory)) if ids else bm25s.BM25()
         except (OSError, ValueError, KeyError):
             return None
-        return BM25Index(retriever, ids, int(data["generation"]), names, data.get("collection"))
+        return BM25Index(retriever, ids, int(data["generation"]), names, data.get("collection"), subjects)
 
 
 def read_all(collection, batch: int = 5000):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from assistant.lexicon import DISPLAY_NAMES, find_conditions, find_substances, normalize
@@ -261,10 +261,12 @@ class Standalone:
     text: str
     carried: tuple[str, ...] = ()
     from_filters: tuple[str, ...] = ()
+    own_subject: tuple[str, ...] = ()  # corpus names that made a question stand alone (`_own_names`)
 
 
 def standalone(question: str, history: Sequence[Turn | dict], *, substances: Sequence[str] = (),
-               conditions: Sequence[str] = (), known: Known | None = None) -> Standalone:
+               conditions: Sequence[str] = (), known: Known | None = None,
+               subjects: Mapping[str, str] | None = None) -> Standalone:
     """Make a follow-up standalone and name the filters' topics, filters first.
 
     Carries the conversation's substances, conditions and names (trials, places, groups) into a
@@ -279,6 +281,10 @@ def standalone(question: str, history: Sequence[Turn | dict], *, substances: Seq
         substances: Substance slugs of the sidebar filter (empty: no filter).
         conditions: Condition slugs of the sidebar filter.
         known: Whether a name occurs in the corpus (see `find_names`).
+        subjects: The substance each corpus name is about (`bm25.name_subjects`): a question that
+            names one ("what was the dropout rate in the bogenschutz alcohol trial") and does not
+            continue the conversation ("and ...", "it", "there") is about that name when its
+            substance is not the conversation's (`_own_names`).
 
     Returns:
         The standalone question with what was carried and what the filters added.
@@ -292,7 +298,10 @@ def standalone(question: str, history: Sequence[Turn | dict], *, substances: Seq
     carry_conds: list[str] = []
     carry_ids: tuple[str, ...] = ()
     carry_names: tuple[str, ...] = ()
+    own_subject: tuple[str, ...] = ()
     if turns and _leans_on_history(q, q_subs, q_conds):
+        own_subject = _own_names(q, q_subs, _topic(turns)[0], subjects)
+    if turns and not own_subject and _leans_on_history(q, q_subs, q_conds):
         topic_subs, topic_conds = _topic(turns)
         carry_subs = [] if q_subs else list(topic_subs)
         carry_conds = [] if q_conds else list(topic_conds)
@@ -302,6 +311,10 @@ def standalone(question: str, history: Sequence[Turn | dict], *, substances: Seq
         carry_ids = () if (own.ids or q_subs) else found.ids
         if (_is_followup(norm) or _THERE.search(norm)) and not own.names:
             carry_names = found.names
+        if subjects:  # a carried name about another substance than the question's is not carried
+            about = set(q_subs or carry_subs)
+            carry_ids = _names_about(carry_ids, about, subjects)
+            carry_names = _names_about(carry_names, about, subjects)
         if substances:  # the filter outranks history
             if carry_subs and not set(carry_subs) <= set(substances):
                 carry_ids = ()
@@ -312,12 +325,49 @@ def standalone(question: str, history: Sequence[Turn | dict], *, substances: Seq
     add_conds = carry_conds + ([] if q_conds or carry_conds else list(conditions))
     text = _with_topic(q, add_subs, add_conds, carry_ids, carry_names)
     if text is None:
-        return Standalone(question)
+        return Standalone(question, own_subject=own_subject)
     carried = tuple(carry_ids) + tuple(DISPLAY_NAMES.get(s, s) for s in carry_subs + carry_conds) \
         + tuple(carry_names)
     from_filters = tuple(DISPLAY_NAMES.get(s, s) for s in add_subs + add_conds
                          if s not in carry_subs and s not in carry_conds)
-    return Standalone(text, carried, from_filters)
+    return Standalone(text, carried, from_filters, own_subject)
+
+
+def _names_about(names: tuple[str, ...], substances: set[str],
+                 subjects: Mapping[str, str]) -> tuple[str, ...]:
+    """The carried `names` that may be about `substances`: "what about lsd for anxiety?" after an
+    ibogaine question does not take Alper along, nor "and how much does spravato cost?" Oregon.
+    A name with no one substance of its own (FDA, Australia, veterans) is always kept."""
+    if not substances:
+        return names
+    return tuple(n for n in names
+                 if all(w not in subjects or subjects[w] in substances for w in n.lower().split()))
+
+
+def _own_names(q: str, subs: list[str], topic_subs: list[str],
+               subjects: Mapping[str, str] | None) -> tuple[str, ...]:
+    """The corpus names in `q` that make it a question of its own although it reads like a
+    follow-up (an aspect word and no substance: "what was the dropout rate in the bogenschutz
+    alcohol trial", typed in lower case after a Spravato question): names about a substance
+    (`subjects`) that is not the conversation's. A name typed in lower case counts only when it is
+    no everyday English word ("noller" does, "right" and "bill" do not). Empty for a continuation
+    ("and in Oregon?", "what about it there?"), which asks the previous question again, and for a
+    question naming a substance of its own, which the usual rules already read."""
+    if not subjects or not topic_subs or subs:
+        return ()
+    norm = normalize(q)
+    if _is_followup(norm) or _has_anaphora(norm) or _THERE.search(norm):
+        return ()
+    from assistant.answer.focus import everyday_words
+
+    own: list[str] = []
+    for m in re.finditer(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*", q):
+        word = m.group().lower()
+        typed_as_name = m.group() != word and m.start() > 0
+        if (word in subjects and subjects[word] not in topic_subs and word not in own
+                and (typed_as_name or word not in everyday_words())):
+            own.append(word)
+    return tuple(own)
 
 
 def _leans_on_history(q: str, subs: list[str], conds: list[str]) -> bool:

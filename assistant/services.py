@@ -89,12 +89,13 @@ class Services:
                 SharedSystemClient.clear_system_cache()
 
     def corpus_terms(self):
-        """Term statistics of the committed index (document frequency per stem, names) for the
+        """Term statistics of the committed index (document frequency per stem, names and
+        the substance a name is about) for the
         answerer's focus analysis; loads the BM25 index of the current generation if needed."""
         from assistant.answer.focus import CorpusTerms
 
         lex = self.bm25(self.collection())
-        return CorpusTerms(lex.document_frequency(), max(1, len(lex.ids)), lex.names)
+        return CorpusTerms(lex.document_frequency(), max(1, len(lex.ids)), lex.names, lex.subjects)
 
     def bm25(self, collection) -> BM25Index:
         """The BM25 index of the collection's committed generation (loaded or rebuilt)."""

@@ -234,6 +234,28 @@ def test_a_self_contained_question_after_an_mdma_turn_is_not_polluted(qa):
     assert not any(c.doc_id.startswith("mdma-") for c in ans.citations)
 
 
+SPRAVATO_TURN = [{"role": "user", "content": "Is Spravato approved for depression?"},
+                 {"role": "assistant", "content": "The FDA approved Spravato (esketamine) nasal spray "
+                                                  "on 5 March 2019 for treatment-resistant depression."}]
+
+
+def test_a_question_naming_a_trial_of_another_topic_is_its_own(qa):
+    # Found in a fresh-clone trial: typed in lower case, the trial's lead author was no subject, so
+    # the Spravato topic was carried in ("Interpreted as ... (about esketamine)").
+    q = "how many participants did bogenschutz randomise"
+    ans = qa.ask(q, SPRAVATO_TURN)
+    assert ans.standalone_question == q and ans.carried == []
+    assert ans.status == "answered"
+    assert "95" in ans.answer
+    assert {c.doc_id for c in ans.citations} & {"psilocybin-alcohol-use-disorder", "condition-substance-use-disorders"}
+    assert not any(c.doc_id.startswith("esketamine") for c in ans.citations)
+    # A continuation still asks the previous question about the new thing.
+    assert qa.ask("and in the Noller cohort?", SPRAVATO_TURN).carried == ["esketamine", "depression"]
+    # A name of the same topic keeps the conversation's topic (Spravato is esketamine).
+    same = qa.ask("what monitoring does the Spravato REMS require", SPRAVATO_TURN)
+    assert "noller" not in same.standalone_question.lower()
+
+
 # -------------------------------------------------------------------------------- public API
 
 def test_answer_fields(qa):

@@ -352,3 +352,34 @@ if given is not None:
             from assistant.lexicon import DISPLAY_NAMES, SUBSTANCES
 
             assert not set(got.carried) & {DISPLAY_NAMES[s] for s in SUBSTANCES}
+
+
+SUBJECTS = {"bogenschutz": "psilocybin", "noller": "ibogaine", "oregon": "psilocybin", "right": "ibogaine",
+            "spravato": "esketamine"}
+SPRAVATO = [U("Is Spravato approved for depression?"), A("The FDA approved Spravato (esketamine) ... [1]")]
+
+
+@pytest.mark.parametrize("question", [
+    "what was the dropout rate in the bogenschutz alcohol trial",   # lower case, not an English word
+    "what were the main results of the Noller study",
+    "what are the side effects reported in Oregon",                  # typed as a name
+])
+def test_a_name_about_another_substance_makes_the_question_its_own(question) -> None:
+    got = standalone(question, SPRAVATO, subjects=SUBJECTS)
+    assert got.text == question and got.carried == ()
+    assert got.own_subject
+    # without the corpus's subjects the old reading stays
+    assert standalone(question, SPRAVATO).carried
+
+
+@pytest.mark.parametrize("question", [
+    "and in the Noller cohort?",            # a continuation asks the previous question again
+    "what about in oregon",
+    "is it approved there?",
+    "what is the right dose",               # an everyday word in lower case is no name
+    "what did spravato trials find for relapse",  # a name of the conversation's own substance
+])
+def test_continuations_everyday_words_and_same_topic_names_still_carry(question) -> None:
+    got = standalone(question, SPRAVATO, subjects=SUBJECTS)
+    assert got.own_subject == ()
+    assert got.carried == standalone(question, SPRAVATO).carried

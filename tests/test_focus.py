@@ -161,6 +161,9 @@ def test_the_conditions_the_user_names_are_part_of_the_focus():
     ("how many died in the review", "peopl"),
     ("how many licensed service centers are there in Oregon", "center"),  # a participle, then the noun
     ("How many participants were randomised in MAPP1?", "particip"),
+    # the noun before a verb the list of auxiliaries lacks is what is counted, not the verb
+    ("how many smokers quit in the johnson psilocybin pilot at 6 months", "smoker"),
+    ("how many patients relapsed after ibogaine", "patient"),
 ])
 def test_how_many_counts_people_when_a_verb_follows(question, counted):
     assert analyse(question, None).counted == counted

@@ -411,3 +411,18 @@ def test_trial_codes_in_a_query_are_read_as_codes():
     assert set(_TRIAL_CODE.findall("how did the mdma arm do in mapp2 and comp005, gh001-trd-201?")) >= {
         "mapp2", "comp005", "gh001"}
     assert _TRIAL_CODE.findall("the 5-meo-dmt phase 2b trial at 6 months") == []
+
+
+def test_a_name_is_about_the_substance_its_sentences_name():
+    from assistant.bm25 import name_subjects
+
+    texts = [
+        "Bogenschutz et al. randomised 95 adults to psilocybin. Bogenschutz 2022 gave psilocybin twice. "
+        "In Bogenschutz 2022, psilocybin cut heavy drinking days.",
+        "The FDA reviewed MDMA. The FDA approved Spravato. The FDA has not approved psilocybin. "
+        "Trials by Bogenschutz, Noller and others tested ibogaine and psilocybin.",
+        "Noller followed ibogaine patients. Noller 2018 gave ibogaine once. Noller saw ibogaine work.",
+    ]
+    got = name_subjects(texts, ["bogenschutz", "noller", "fda", "nobody"])
+    # a passing mention in a list of trials does not change what a name is about
+    assert got == {"bogenschutz": "psilocybin", "noller": "ibogaine"}

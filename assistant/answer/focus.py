@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -195,11 +196,13 @@ class Focus:
 
 @dataclass
 class CorpusTerms:
-    """What the index says about words: document frequency per stem, and names."""
+    """What the index says about words: document frequency per stem, names, and the substance a
+    name is about (`bm25.name_subjects`)."""
 
     df: dict[str, int]
     chunks: int
     names: frozenset[str]
+    subjects: Mapping[str, str] = field(default_factory=dict)
 
     def idf(self, stem: str) -> float:
         return math.log((self.chunks + 1) / (self.df.get(stem, 0) + 1)) + 1.0
@@ -352,7 +355,7 @@ def _demote(focus: Focus, framing: dict[str, float]) -> None:
             focus.known.add(st)
 
 
-def carry(focus: Focus, previous: Focus) -> Focus:
+def carry(focus: Focus, previous: Focus, subjects: Mapping[str, str] | None = None) -> Focus:
     """A follow-up that asks the previous question about something else ("and in MAPP2?", "same
     for psilocybin?") inherits what that question asked for: its kind of answer and its key terms
     (at a lower weight); what the follow-up names replaces what the previous one named.
@@ -360,7 +363,11 @@ def carry(focus: Focus, previous: Focus) -> Focus:
     A follow-up that only switches the topic ("and in california?", "what about in japan") and
     names no substance, condition, medicine or name of its own is about its own words: one the
     corpus never uses is what the sources lack, however common a word it is in English, and no
-    sentence about the previous topic answers it (`Focus.required`)."""
+    sentence about the previous topic answers it (`Focus.required`).
+
+    `subjects` (`CorpusTerms.subjects`): a name the previous question asked about that is about
+    another substance than the follow-up's ("what about lsd for anxiety?" after an Alper review
+    question) is not carried."""
     own_text = _CARRIED.sub("", focus.text)
     if _SWITCH.match(own_text) and not (focus.names or focus.medicines or focus.conditions
                                         or lexicon.find_substances(own_text)):
@@ -389,7 +396,8 @@ def carry(focus: Focus, previous: Focus) -> Focus:
     # for MDMA?" after an Oregon one, keeps them).
     if not focus.names:
         same = not focus.substances or set(focus.substances) <= set(previous.substances)
-        focus.names = [n for n in previous.names if same or not any(ch.isdigit() for ch in n)]
+        focus.names = [n for n in previous.names if (same or not any(ch.isdigit() for ch in n))
+                       and (same or not subjects or n not in subjects or subjects[n] in focus.substances)]
     if not focus.medicines:
         focus.medicines = list(previous.medicines)
     return focus
@@ -469,7 +477,7 @@ def _analyse_text(text: str, corpus: CorpusTerms | None) -> Focus:
     substances = lexicon.find_substances(text)
     counted = None
     if kind == "count":
-        cm = re.search(r"\bhow many\s+(?:\w+\s+){0,2}?(\w{3,})\b(?=\s+(?:were|was|are|is|did|do|does|had|have|has|got|in|took|received|died|at|on|who)\b|\s*[?,]|$)", norm)
+        cm = re.search(r"\bhow many\s+(?:\w+\s+){0,2}?(\w{3,})\b(?=\s+(?:were|was|are|is|did|do|does|had|have|has|got|in|took|died|at|on|who|\w+ed|quit|left|met|lost|kept|felt|became|went)\b|\s*[?,]|$)", norm)
         if cm and cm.group(1) not in FUNCTION_WORDS:
             counted = stems(cm.group(1))[0] if stems(cm.group(1)) else None
         # "how many needed medical attention", "how many guessed their arm": the people who did it;
