@@ -258,13 +258,13 @@ class Assistant:
         lex = self.services._bm25
         return lex.knows(word) if lex is not None else True
 
-    def _name_subjects(self) -> dict[str, str]:
+    def _name_subjects(self):
         """The substance each corpus name is about (`bm25.name_subjects`); empty without an index."""
         try:
             terms = self._corpus_terms()
         except PsyqaError:
             return {}
-        return dict(terms.subjects) if terms is not None else {}
+        return terms.subjects if terms is not None else {}
 
     def _corpus_terms(self):
         try:

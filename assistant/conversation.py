@@ -299,10 +299,11 @@ def standalone(question: str, history: Sequence[Turn | dict], *, substances: Seq
     carry_ids: tuple[str, ...] = ()
     carry_names: tuple[str, ...] = ()
     own_subject: tuple[str, ...] = ()
-    if turns and _leans_on_history(q, q_subs, q_conds):
-        own_subject = _own_names(q, q_subs, _topic(turns)[0], subjects)
-    if turns and not own_subject and _leans_on_history(q, q_subs, q_conds):
-        topic_subs, topic_conds = _topic(turns)
+    leans = bool(turns) and _leans_on_history(q, q_subs, q_conds)
+    topic_subs, topic_conds = _topic(turns) if leans else ([], [])
+    if leans:
+        own_subject = _own_names(q, q_subs, topic_subs, subjects)
+    if leans and not own_subject:
         carry_subs = [] if q_subs else list(topic_subs)
         carry_conds = [] if q_conds else list(topic_conds)
         norm = normalize(q)
@@ -313,8 +314,8 @@ def standalone(question: str, history: Sequence[Turn | dict], *, substances: Seq
             carry_names = found.names
         if subjects:  # a carried name about another substance than the question's is not carried
             about = set(q_subs or carry_subs)
-            carry_ids = _names_about(carry_ids, about, subjects)
-            carry_names = _names_about(carry_names, about, subjects)
+            carry_ids = names_about(carry_ids, about, subjects)
+            carry_names = names_about(carry_names, about, subjects)
         if substances:  # the filter outranks history
             if carry_subs and not set(carry_subs) <= set(substances):
                 carry_ids = ()
@@ -333,8 +334,8 @@ def standalone(question: str, history: Sequence[Turn | dict], *, substances: Seq
     return Standalone(text, carried, from_filters, own_subject)
 
 
-def _names_about(names: tuple[str, ...], substances: set[str],
-                 subjects: Mapping[str, str]) -> tuple[str, ...]:
+def names_about(names: Sequence[str], substances: set[str] | Sequence[str],
+                subjects: Mapping[str, str]) -> tuple[str, ...]:
     """The carried `names` that may be about `substances`: "what about lsd for anxiety?" after an
     ibogaine question does not take Alper along, nor "and how much does spravato cost?" Oregon.
     A name with no one substance of its own (FDA, Australia, veterans) is always kept."""

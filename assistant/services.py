@@ -89,9 +89,9 @@ class Services:
                 SharedSystemClient.clear_system_cache()
 
     def corpus_terms(self):
-        """Term statistics of the committed index (document frequency per stem, names and
-        the substance a name is about) for the
-        answerer's focus analysis; loads the BM25 index of the current generation if needed."""
+        """Term statistics of the committed index (document frequency per stem, names and the
+        substance a name is about) for the answerer's focus analysis; loads the BM25 index of the
+        current generation if needed."""
         from assistant.answer.focus import CorpusTerms
 
         lex = self.bm25(self.collection())

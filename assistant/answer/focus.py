@@ -31,6 +31,7 @@ from functools import lru_cache
 
 from assistant import lexicon
 from assistant.answer.terms import stems, words
+from assistant.conversation import names_about
 
 # ----------------------------------------------------------------------------- answer kinds
 
@@ -396,8 +397,8 @@ def carry(focus: Focus, previous: Focus, subjects: Mapping[str, str] | None = No
     # for MDMA?" after an Oregon one, keeps them).
     if not focus.names:
         same = not focus.substances or set(focus.substances) <= set(previous.substances)
-        focus.names = [n for n in previous.names if (same or not any(ch.isdigit() for ch in n))
-                       and (same or not subjects or n not in subjects or subjects[n] in focus.substances)]
+        kept = previous.names if same else [n for n in previous.names if not any(ch.isdigit() for ch in n)]
+        focus.names = list(kept if same or not subjects else names_about(kept, focus.substances, subjects))
     if not focus.medicines:
         focus.medicines = list(previous.medicines)
     return focus
